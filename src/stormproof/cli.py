@@ -53,7 +53,7 @@ def _preset(name: str, seed: int) -> RetryPolicy:
     if name == "aws-legacy":
         return presets.aws_sdk_legacy(rng=rng)
     if name == "step-functions":
-        return presets.step_functions(jitter="FULL", rng=rng)
+        return presets.step_functions(rng=rng)
     raise typer.BadParameter(f"must be one of {', '.join(_PRESETS)}", param_hint="--preset")
 
 

@@ -427,9 +427,7 @@ async def test_own_timeout_error_is_retried_as_itself_when_retryable() -> None:
     mine = TimeoutError("raised by the function")
     policy = make_policy(attempt_timeout=5.0, backoff=Constant(1.0))
 
-    result = await AsyncRetrying(policy, clock=clock, on_retry=events.append).call(
-        AsyncFlaky(mine)
-    )
+    result = await AsyncRetrying(policy, clock=clock, on_retry=events.append).call(AsyncFlaky(mine))
 
     assert result == "ok"
     assert [e.error for e in events] == [mine]
@@ -593,11 +591,6 @@ def test_non_callable_hook_raises_config_error() -> None:
     assert excinfo.value.field == "on_give_up"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: async fast path creates the RetryCall after the first attempt, "
-    "so RetryEvent.elapsed leaves out the first attempt's duration",
-)
 @pytest.mark.asyncio
 async def test_elapsed_counts_the_first_attempt_without_a_budget() -> None:
     clock = ManualClock()

@@ -53,7 +53,10 @@ def _hooks(name: str, hooks: Hooks) -> tuple[Hook, ...]:
         return ()
     if callable(hooks):
         return (hooks,)
-    collected = tuple(hooks)
+    try:
+        collected = tuple(hooks)
+    except TypeError:
+        raise ConfigError(name, "must be a callable or an iterable of callables", hooks) from None
     for hook in collected:
         if not callable(hook):
             raise ConfigError(name, "must be a callable or an iterable of callables", hook)
@@ -99,8 +102,14 @@ class RetryingBase:
         self._on_give_up = _hooks("on_give_up", on_give_up)
         timeouts = policy.timeouts
         # Without timeouts the first attempt needs no deadline scope and no call state, so the
-        # success path is a plain call (plus budget bookkeeping when there is a budget).
-        self._fast = timeouts.attempt is None and timeouts.total is None
+        # success path is a plain call (plus budget bookkeeping when there is a budget). Hooks
+        # report the time since the call started, so with hooks the start is always read.
+        self._fast = (
+            timeouts.attempt is None
+            and timeouts.total is None
+            and not self._on_retry
+            and not self._on_give_up
+        )
 
     def _retry_event(self, call: RetryCall, decision: RetryAfter, error: Any, result: Any) -> None:
         """Tell the on_retry hooks about a retry decision."""

@@ -7,6 +7,7 @@ import random
 from collections.abc import Callable
 from typing import Any, TypeVar, cast, overload
 
+from stormproof._validate import int_at_least
 from stormproof.clock import SleepingClock
 from stormproof.errors import ConfigError
 from stormproof.policies import presets
@@ -83,21 +84,21 @@ def retry(
     Each decorated function gets its own policy object, and so its own budget, unless you pass
     the same policy to several.
     """
+    function: Callable[..., Any] | None = None
     if policy is not None and not isinstance(policy, RetryPolicy):
-        if callable(policy):
-            return retry()(policy)
-        raise ConfigError("policy", "must be a RetryPolicy or the function to decorate", policy)
+        if not callable(policy):
+            raise ConfigError("policy", "must be a RetryPolicy or the function to decorate", policy)
+        function, policy = policy, None
     if attempts is not None and retries is not None:
         raise ConfigError("attempts", "give either attempts or retries, not both")
-    base = policy if policy is not None else presets.default()
     changes: dict[str, Any] = {}
     if on is not None:
         changes["retry_on"] = on
     if attempts is not None:
+        int_at_least("attempts", attempts, 1)
         changes["max_attempts"] = attempts
     if retries is not None:
-        if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
-            raise ConfigError("retries", "must be an integer >= 0", retries)
+        int_at_least("retries", retries, 0)
         changes["max_attempts"] = retries + 1
     if backoff is not None:
         changes["backoff"] = backoff
@@ -107,9 +108,6 @@ def retry(
         changes["total_timeout"] = total_timeout
     if budget is not _UNSET:
         changes["budget"] = budget
-    if rng is not None:
-        changes["rng"] = rng if isinstance(rng, random.Random) else random.Random(rng)
-    chosen = base.replace(**changes) if changes else base
     options: dict[str, Any] = {
         "clock": clock,
         "on_retry": on_retry,
@@ -117,9 +115,21 @@ def retry(
         "reraise": reraise,
     }
 
+    def build() -> RetryPolicy:
+        # Without a given policy each decorated function gets its own default policy, so that
+        # unrelated functions do not share one retry budget.
+        base = policy if policy is not None else presets.default()
+        own = dict(changes)
+        if rng is not None:
+            own["rng"] = rng if isinstance(rng, random.Random) else random.Random(rng)
+        return base.replace(**own) if own else base
+
+    build()  # validate the overrides now, at decoration time, not at the first call
+
     def decorate(fn: F) -> F:
+        chosen = build()
         if inspect.iscoroutinefunction(fn):
             return cast(F, AsyncRetrying(chosen, **options)(fn))
         return cast(F, Retrying(chosen, **options)(fn))
 
-    return decorate
+    return decorate if function is None else decorate(function)

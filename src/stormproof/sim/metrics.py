@@ -1,0 +1,56 @@
+"""Counters per fixed-width time bucket, the raw material of every scenario's metrics."""
+
+from __future__ import annotations
+
+from stormproof._validate import finite_above
+
+__all__ = ["BucketCounters"]
+
+
+class BucketCounters:
+    """Named counters, each a series of sums per ``width``-second bucket from time 0.
+
+    ``add("successes", now)`` counts one success in the bucket holding ``now``;
+    ``rate("successes", 60, 80)`` is the mean per second over ``[60, 80)``.
+    """
+
+    __slots__ = ("_series", "width")
+
+    def __init__(self, width: float = 1.0) -> None:
+        finite_above("width", width, 0.0)
+        self.width = float(width)
+        self._series: dict[str, list[float]] = {}
+
+    def add(self, name: str, time: float, amount: float = 1.0) -> None:
+        """Add ``amount`` to counter ``name`` in the bucket containing ``time``."""
+        series = self._series.get(name)
+        if series is None:
+            series = self._series[name] = []
+        index = int(time / self.width)
+        if index >= len(series):
+            series.extend([0.0] * (index + 1 - len(series)))
+        series[index] += amount
+
+    def names(self) -> list[str]:
+        """Counter names, sorted."""
+        return sorted(self._series)
+
+    def series(self, name: str, buckets: int | None = None) -> list[float]:
+        """Per-bucket sums of ``name`` (zero-padded or cut to ``buckets`` entries if given)."""
+        values = list(self._series.get(name, ()))
+        if buckets is not None:
+            values = values[:buckets] + [0.0] * max(0, buckets - len(values))
+        return values
+
+    def total(self, name: str) -> float:
+        """Sum of ``name`` over all buckets."""
+        return float(sum(self._series.get(name, ())))
+
+    def rate(self, name: str, start: float, end: float) -> float:
+        """Mean of ``name`` per second over the buckets covering ``[start, end)``."""
+        first = int(start / self.width)
+        last = int(end / self.width)
+        if last <= first:
+            return 0.0
+        values = self._series.get(name, [])
+        return sum(values[first:last]) / ((last - first) * self.width)

@@ -1,0 +1,158 @@
+"""An open-loop client: requests arrive on their own schedule and are retried under a policy.
+
+Open loop means new requests keep arriving whatever happens to earlier ones -- the way users and
+upstream services behave, and the reason a retry storm can outlive its trigger. Each request runs
+the production :class:`~stormproof.policies.retry.RetryPolicy` object on the simulation's clock:
+the client times an attempt out after ``timeout`` seconds, asks the policy, and re-sends after the
+delay it returns. Replies to attempts that were already timed out are ignored, but the server did
+the work: it is counted as ``wasted_work``.
+
+Counters recorded per bucket in ``metrics``: ``requests`` (new), ``attempts`` (sends),
+``resends``, ``timeouts``, ``successes``, ``failures`` (gave up), ``useful_work`` and
+``wasted_work`` (server seconds), ``latency_sum`` (seconds, for successes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from stormproof._validate import finite_above
+from stormproof.policies.retry import GiveUp, RetryCall, RetryPolicy
+from stormproof.sim.kernel import Simulation
+from stormproof.sim.metrics import BucketCounters
+from stormproof.sim.parts.arrivals import PiecewisePoisson
+from stormproof.sim.parts.server import Server
+
+__all__ = ["OpenLoopClient"]
+
+_TIMEOUT = TimeoutError("attempt timed out at the client")
+
+
+class _Request:
+    __slots__ = ("arrived", "call", "live", "sent", "timer")
+
+    def __init__(self, arrived: float, call: RetryCall) -> None:
+        self.arrived = arrived
+        self.call = call
+        self.sent = 0  # attempts sent so far; also the id of the newest attempt
+        self.live = 0  # id of the attempt whose reply is awaited, 0 when none
+        self.timer: list[Any] | None = None
+
+
+class OpenLoopClient:
+    """Sends requests arriving by ``arrivals`` to ``server`` under ``policy``.
+
+    Args:
+        sim: the simulation.
+        arrivals: when new requests arrive.
+        server: where attempts go.
+        policy: the retry policy (its budget, if any, is shared by all requests, as in a real
+            client process).
+        timeout: seconds after a send at which the client gives up on that attempt.
+        network_latency: draws one-way latency (seconds) from a random stream.
+        metrics: where counters go.
+        horizon: no new requests arrive after this time.
+        name: prefix of the client's random streams.
+    """
+
+    __slots__ = (
+        "_arrival_rng",
+        "_backoff_rng",
+        "_network_rng",
+        "arrivals",
+        "horizon",
+        "metrics",
+        "network_latency",
+        "policy",
+        "server",
+        "sim",
+        "timeout",
+    )
+
+    def __init__(
+        self,
+        sim: Simulation,
+        arrivals: PiecewisePoisson,
+        server: Server,
+        policy: RetryPolicy,
+        *,
+        timeout: float,
+        network_latency: Callable[[Any], float],
+        metrics: BucketCounters,
+        horizon: float,
+        name: str = "client",
+    ) -> None:
+        finite_above("timeout", timeout, 0.0)
+        self.sim = sim
+        self.arrivals = arrivals
+        self.server = server
+        self.policy = policy
+        self.timeout = timeout
+        self.network_latency = network_latency
+        self.metrics = metrics
+        self.horizon = horizon
+        # Separate streams keep arrivals identical across policies (common random numbers).
+        self._arrival_rng = sim.rng(f"{name}.arrivals")
+        self._network_rng = sim.rng(f"{name}.network")
+        self._backoff_rng = sim.rng(f"{name}.backoff")
+
+    def start(self) -> None:
+        """Schedule the first arrival."""
+        self._schedule_arrival()
+
+    def _schedule_arrival(self) -> None:
+        at = self.arrivals.next_after(self.sim.now(), self._arrival_rng)
+        if at < self.horizon:
+            self.sim.at(at, self._arrive)
+
+    def _arrive(self) -> None:
+        now = self.sim.now()
+        self._schedule_arrival()
+        self.metrics.add("requests", now)
+        request = _Request(now, self.policy.start(now, rng=self._backoff_rng))
+        self._send(request)
+
+    def _send(self, request: _Request) -> None:
+        sim = self.sim
+        now = sim.now()
+        request.sent += 1
+        request.live = request.sent
+        self.metrics.add("attempts", now)
+        if request.sent > 1:
+            self.metrics.add("resends", now)
+        request.timer = sim.schedule(self.timeout, self._timed_out, request, request.sent)
+        sim.schedule(self.network_latency(self._network_rng), self._deliver, request, request.sent)
+
+    def _deliver(self, request: _Request, attempt: int) -> None:
+        if not self.server.submit(self._served, request, attempt):
+            self.metrics.add("rejections", self.sim.now())
+
+    def _served(self, work: float, request: _Request, attempt: int) -> None:
+        latency = self.network_latency(self._network_rng)
+        self.sim.schedule(latency, self._reply, work, request, attempt)
+
+    def _reply(self, work: float, request: _Request, attempt: int) -> None:
+        now = self.sim.now()
+        if request.live != attempt:
+            self.metrics.add("wasted_work", now, work)
+            return
+        request.live = 0
+        if request.timer is not None:
+            Simulation.cancel(request.timer)
+        self.metrics.add("useful_work", now, work)
+        self.metrics.add("successes", now)
+        self.metrics.add("latency_sum", now, now - request.arrived)
+        request.call.on_success(now)
+
+    def _timed_out(self, request: _Request, attempt: int) -> None:
+        if request.live != attempt:
+            return
+        now = self.sim.now()
+        request.live = 0
+        self.metrics.add("timeouts", now)
+        decision = request.call.on_failure(now, _TIMEOUT, timed_out=True)
+        if isinstance(decision, GiveUp):
+            self.metrics.add("failures", now)
+            return
+        self.sim.schedule(decision.delay, self._send, request)

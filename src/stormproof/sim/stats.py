@@ -1,0 +1,30 @@
+"""Small statistics for experiment results: binomial confidence intervals."""
+
+from __future__ import annotations
+
+import math
+
+from stormproof._validate import int_at_least
+from stormproof.errors import ConfigError
+
+__all__ = ["wilson_interval"]
+
+_Z95 = 1.959963984540054  # the 97.5th percentile of the standard normal
+
+
+def wilson_interval(successes: int, trials: int, z: float = _Z95) -> tuple[float, float]:
+    """The Wilson score interval for a binomial proportion (95 % by default).
+
+    Preferred over the normal approximation because it stays inside [0, 1] and behaves at 0 and
+    ``trials`` events -- exactly the cases of "never stuck" and "always stuck" (E. B. Wilson,
+    1927; recommended by Brown, Cai & DasGupta, 2001).
+    """
+    int_at_least("trials", trials, 1)
+    int_at_least("successes", successes, 0)
+    if successes > trials:
+        raise ConfigError("successes", f"must be <= trials ({trials})", successes)
+    p = successes / trials
+    z2 = z * z
+    centre = (p + z2 / (2 * trials)) / (1 + z2 / trials)
+    half = z * math.sqrt(p * (1 - p) / trials + z2 / (4 * trials * trials)) / (1 + z2 / trials)
+    return max(0.0, centre - half), min(1.0, centre + half)

@@ -1,0 +1,59 @@
+"""Smoke test of benchmarks/policies.py: it runs and prints well-formed JSON (not its speed)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "policies.py"
+
+CASES = ("sync_success", "sync_fail_once", "async_success", "async_fail_once")
+VARIANTS = ("default", "no_budget")
+PEERS = {"tenacity", "stamina", "backoff"}
+
+
+def test_policies_benchmark_json_shape() -> None:
+    # The peers come with the optional "bench" extra.
+    for peer in sorted(PEERS):
+        pytest.importorskip(peer)
+    completed = subprocess.run(
+        [sys.executable, str(SCRIPT), "--json", "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    rows = json.loads(completed.stdout)
+
+    assert isinstance(rows, list)
+    assert rows
+    for row in rows:
+        assert set(row) == {"case", "ours_ns", "peer", "peer_ns", "ratio"}
+        assert isinstance(row["ours_ns"], int | float)
+
+    peers_by_case: dict[str, set[str]] = {}
+    for row in rows:
+        peers_by_case.setdefault(row["case"], set()).add(row["peer"])
+
+    expected = {f"{case}/{variant}" for case in CASES for variant in VARIANTS}
+    decisions = {f"decision/{variant}" for variant in VARIANTS}
+    assert set(peers_by_case) == expected | decisions
+    for case in expected:
+        assert peers_by_case[case] == PEERS
+    for case in decisions:
+        assert peers_by_case[case] == {"none"}
+
+    for row in rows:
+        if row["case"].startswith("decision/"):
+            assert row["peer_ns"] is None
+            assert row["ratio"] is None
+        else:
+            assert isinstance(row["peer_ns"], int | float)
+            assert isinstance(row["ratio"], int | float)
+            assert row["ratio"] > 0
+            assert row["ratio"] == pytest.approx(row["ours_ns"] / row["peer_ns"], rel=0.05)

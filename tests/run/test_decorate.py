@@ -160,9 +160,10 @@ def test_bad_retries_raise_config_error(retries: Any) -> None:
     assert excinfo.value.field == "retries"
 
 
-def test_bad_attempts_raise_config_error() -> None:
-    with pytest.raises(ConfigError):
+def test_bad_attempts_raise_config_error_naming_the_argument() -> None:
+    with pytest.raises(ConfigError) as excinfo:
         stormproof.retry(attempts=0)
+    assert excinfo.value.field == "attempts"
 
 
 def test_bad_policy_argument_raises_config_error() -> None:

@@ -1,0 +1,28 @@
+"""The scenario catalogue: golden models and incident replays, by name."""
+
+from __future__ import annotations
+
+from stormproof.errors import ConfigError
+from stormproof.sim.scenario import Scenario
+from stormproof.sim.scenarios.occ_jitter import OccJitter
+from stormproof.sim.scenarios.simple_collapse import SimpleCollapse
+
+__all__ = ["OccJitter", "SimpleCollapse", "get", "names"]
+
+_CATALOGUE: dict[str, type[Scenario]] = {
+    OccJitter.name: OccJitter,
+    SimpleCollapse.name: SimpleCollapse,
+}
+
+
+def names() -> list[str]:
+    """Names of every scenario, sorted."""
+    return sorted(_CATALOGUE)
+
+
+def get(name: str) -> Scenario:
+    """A new instance of the scenario called ``name``; unknown names list the valid ones."""
+    cls = _CATALOGUE.get(name)
+    if cls is None:
+        raise ConfigError("scenario", f"{name!r} is unknown; valid: {', '.join(names())}")
+    return cls()

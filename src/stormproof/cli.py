@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import random
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -11,6 +13,7 @@ from rich.table import Table
 
 import stormproof
 from stormproof.clock import ManualClock
+from stormproof.errors import ConfigError
 from stormproof.policies import presets
 from stormproof.policies.retry import GiveUp, RetryPolicy
 
@@ -91,6 +94,107 @@ def schedule(
         table.add_row(str(call.attempt), f"{clock.now():.3f}", "ok", "done")
         call.on_success(clock.now())
     Console().print(table)
+
+
+@app.command("scenarios")
+def list_scenarios() -> None:
+    """List the simulation scenarios with a one-line description."""
+    from stormproof.sim import scenarios
+
+    table = Table(title="scenarios")
+    for column in ("name", "policies", "description"):
+        table.add_column(column)
+    for name in scenarios.names():
+        scenario = scenarios.get(name)
+        table.add_row(name, ", ".join(scenario.policies), scenario.description)
+    Console().print(table)
+
+
+def _parse_sets(values: list[str]) -> dict[str, str]:
+    overrides: dict[str, str] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"expected key=value, got {item!r}", param_hint="--set")
+        overrides[key.strip()] = value.strip()
+    return overrides
+
+
+@app.command("run")
+def run_scenario(
+    scenario_name: Annotated[str, typer.Argument(metavar="SCENARIO", help="Scenario name.")],
+    seeds: Annotated[int, typer.Option(min=1, help="Number of seeds per policy.")] = 20,
+    seed: Annotated[int, typer.Option(help="First seed; runs use seed .. seed+seeds-1.")] = 0,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override a parameter: key=value (repeatable)."),
+    ] = None,
+    policy: Annotated[
+        list[str] | None,
+        typer.Option(help="Policy to run (repeatable); default: all of the scenario's."),
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(min=1, help="Worker processes (default: CPU count).")
+    ] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    report: Annotated[
+        Path | None, typer.Option(help="Write a self-contained HTML report to this file.")
+    ] = None,
+) -> None:
+    """Run a scenario over seeds for each policy, with common random numbers."""
+    from rich.progress import Progress
+
+    from stormproof.report import experiment_report
+    from stormproof.sim import scenarios
+    from stormproof.sim.experiment import run_experiment
+
+    err = Console(stderr=True)
+    try:
+        scenario = scenarios.get(scenario_name)
+        params = scenario.resolve(_parse_sets(set_ or []))
+        chosen = list(policy) if policy else list(scenario.policies)
+        for name in chosen:
+            scenario.check_policy(name)
+    except ConfigError as error:
+        err.print(f"[red]error:[/red] {error}")
+        raise typer.Exit(2) from None
+    seed_list = list(range(seed, seed + seeds))
+    with Progress(console=err, transient=True, disable=len(seed_list) * len(chosen) < 2) as bar:
+        task = bar.add_task(f"{scenario.name}", total=len(seed_list) * len(chosen))
+        result = run_experiment(
+            scenario,
+            params,
+            chosen,
+            seed_list,
+            workers=workers,
+            series=report is not None,
+            progress=lambda done, total: bar.update(task, completed=done),
+        )
+    if report is not None:
+        report.write_text(experiment_report(scenario, result), encoding="utf-8")
+    if json_output:
+        typer.echo(json.dumps(result.to_json()))
+        return
+    table = Table(title=f"{scenario.name}: {len(seed_list)} seed(s) per policy, same seeds")
+    table.add_column("")
+    for name in result.policies:
+        table.add_column(name, justify="right")
+    summaries = list(result.policies.values())
+    table.add_row("stuck runs", *(f"{s.stuck_runs}/{s.runs}" for s in summaries))
+    table.add_row(
+        "P(stuck) [95% CI]",
+        *(f"{s.stuck_probability:.0%} [{s.ci95[0]:.0%}, {s.ci95[1]:.0%}]" for s in summaries),
+    )
+    for metric in sorted({m for s in summaries for m in s.metrics}):
+        table.add_row(metric, *(_cell(s.metrics.get(metric)) for s in summaries))
+    console = Console()
+    console.print(table)
+    if report is not None:
+        console.print(f"report written to {report}")
+
+
+def _cell(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4g}"
 
 
 def main() -> None:

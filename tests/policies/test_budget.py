@@ -299,9 +299,10 @@ def test_ratio_budget_matches_a_sliding_window_model(
         requests = window.count("request")
         retries = window.count("retry")
         balance = ratio * requests + reserve - retries
-        assert budget.available(now) == balance
-        # Never more than ratio of the recent requests plus the reserve.
-        assert budget.available(now) <= ratio * requests + reserve
+        if balance >= 0.0:
+            assert budget.available(now) == balance
+        else:  # expired requests paid for live retries; see the xfail test below
+            assert budget.available(now) <= 0.0
         if op == "request":
             budget.on_request(now)
             events.append((bucket, "request"))

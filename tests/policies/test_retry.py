@@ -261,11 +261,6 @@ def test_retry_on_type_tuple_and_predicate() -> None:
     assert not by_predicate.is_retryable(Boom("fatal"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a class that is not an exception (e.g. int) is callable, so retry_on accepts "
-    "it as a predicate instead of rejecting it",
-)
 def test_retry_on_rejects_non_exception_class() -> None:
     with pytest.raises(ConfigError) as info:
         RetryPolicy(retry_on=int)  # type: ignore[arg-type]
@@ -379,10 +374,6 @@ def test_non_finite_retry_after_attributes() -> None:
     assert call.on_failure(0.0, WithRetryAfter(float("inf"))) == RetryAfter(5.0, 2, True)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: an explicit retry_after that is negative or NaN is passed through as the delay",
-)
 @pytest.mark.parametrize("server_delay", [-1.0, float("nan")])
 def test_explicit_retry_after_never_yields_invalid_delay(server_delay: float) -> None:
     call = RetryPolicy(max_server_delay=5.0).start(0.0)

@@ -58,11 +58,19 @@ class Backoff(Protocol):
         ...
 
 
+# Enum attribute lookups cost more than module globals on the decision path.
+_FULL = Jitter.FULL
+_EQUAL = Jitter.EQUAL
+
+#: Retries whose exponential delays are precomputed (beyond it, the formula is used).
+_TABLE_SIZE = 64
+
+
 def _jittered(raw: float, jitter: Jitter, rng: random.Random) -> float:
-    if jitter is Jitter.FULL:
+    if jitter is _FULL:
         return rng.random() * raw
-    if jitter is Jitter.EQUAL:
-        half = raw / 2.0
+    if jitter is _EQUAL:
+        half = raw * 0.5
         return half + rng.random() * half
     return raw
 
@@ -133,6 +141,7 @@ class Exponential:
     cap: float = 20.0
     jitter: Jitter = Jitter.FULL
     _cap_exponent: float = field(init=False, repr=False, compare=False, default=math.inf)
+    _table: tuple[float, ...] = field(init=False, repr=False, compare=False, default=())
 
     def __post_init__(self) -> None:
         finite_at_least("base", self.base, 0.0)
@@ -146,17 +155,35 @@ class Exponential:
         if self.base == 0.0 or self.factor == 1.0:
             cap_exponent = math.inf
         else:
-            cap_exponent = math.log(self.cap / self.base) / math.log(self.factor)
+            # Logs of each, not of the ratio, which can overflow for a tiny base.
+            cap_exponent = (math.log(self.cap) - math.log(self.base)) / math.log(self.factor)
         object.__setattr__(self, "_cap_exponent", cap_exponent)
+        # The raw delays of the first retries, looked up instead of computed per decision.
+        table = tuple(self._raw(retry) for retry in range(1, _TABLE_SIZE + 1))
+        object.__setattr__(self, "_table", table)
+
+    def _raw(self, retry: int) -> float:
+        if self.base == 0.0:
+            return 0.0
+        exponent = retry - 1 if retry > 1 else 0
+        if exponent >= self._cap_exponent:
+            return self.cap
+        try:
+            raw = self.base * self.factor**exponent
+        except OverflowError:  # factor ** exponent alone overflows when base is tiny
+            raw = math.exp(math.log(self.base) + exponent * math.log(self.factor))
+        return min(self.cap, raw)
 
     def delay(self, retry: int, previous: float | None, rng: random.Random) -> float:
         """Return the capped exponential delay for retry ``retry``, jittered."""
-        exponent = retry - 1
-        if exponent >= self._cap_exponent:
-            raw = self.cap
-        else:
-            raw = min(self.cap, self.base * self.factor**exponent)
-        return _jittered(raw, self.jitter, rng)
+        raw = self._table[retry - 1] if 0 < retry <= _TABLE_SIZE else self._raw(retry)
+        jitter = self.jitter
+        if jitter is _FULL:
+            return rng.random() * raw
+        if jitter is _EQUAL:
+            half = raw * 0.5
+            return half + rng.random() * half
+        return raw
 
 
 @dataclass(frozen=True, slots=True)

@@ -105,10 +105,10 @@ class AwsRetryQuota:
         throttling_cost: float | None = None,
     ) -> None:
         finite_above("capacity", capacity, 0.0)
+        finite_at_least("retry_cost", retry_cost, 0.0)
         if throttling_cost is None:
             throttling_cost = retry_cost
         finite_at_least("throttling_cost", throttling_cost, 0.0)
-        finite_at_least("retry_cost", retry_cost, 0.0)
         finite_at_least("timeout_cost", timeout_cost, 0.0)
         finite_at_least("no_retry_increment", no_retry_increment, 0.0)
         self.capacity = float(capacity)
@@ -277,16 +277,21 @@ class RatioBudget:
         """No effect: successes neither deposit nor refund."""
 
     def available(self, now: float) -> float:
-        """Retries the budget would allow right now."""
+        """Retries the budget would allow right now (never negative)."""
         with self._lock:
             self._expire(now)
-            return self._balance()
+            return max(0.0, self._balance())
 
     def __repr__(self) -> str:
         return (
             f"RatioBudget(ratio={self.ratio:g}, min_retries_per_second="
             f"{self.min_retries_per_second:g}, ttl={self.ttl:g})"
         )
+
+
+def _snap(tokens: float) -> float:
+    """Round away binary drift, so that ten deposits of 0.1 make exactly one token."""
+    return round(tokens, 9)
 
 
 class GrpcRetryThrottle:
@@ -297,6 +302,8 @@ class GrpcRetryThrottle:
     ``tokens > max_tokens / 2``, so once about half the recent calls fail the client stops
     retrying entirely and recovers as successes return. gRPC requires both values in the service
     config (``retryThrottling``); stormproof defaults to the example of the gRFC: 10 and 0.1.
+    Token sums are rounded to 1e-9 so that binary drift (0.1 + 0.2 != 0.3) cannot push the count
+    across the strict threshold.
     """
 
     __slots__ = ("_lock", "_tokens", "max_tokens", "threshold", "token_ratio")
@@ -318,7 +325,7 @@ class GrpcRetryThrottle:
     def on_failure(self, now: float) -> None:
         """Remove one token (not below 0)."""
         with self._lock:
-            self._tokens = max(0.0, self._tokens - 1.0)
+            self._tokens = max(0.0, _snap(self._tokens - 1.0))
 
     def acquire_retry(
         self, now: float, *, timeout: bool = False, throttling: bool = False
@@ -329,7 +336,7 @@ class GrpcRetryThrottle:
     def on_success(self, now: float, *, retry_cost: float | None = None) -> None:
         """Add ``token_ratio`` (not above ``max_tokens``)."""
         with self._lock:
-            self._tokens = min(self.max_tokens, self._tokens + self.token_ratio)
+            self._tokens = min(self.max_tokens, _snap(self._tokens + self.token_ratio))
 
     def available(self, now: float) -> float:
         """The token count."""
@@ -349,7 +356,7 @@ class AdaptiveTokenBucket:
     successful call deposits ``deposit`` (a fraction of a token), never above ``capacity``. In
     steady state retries can be at most ``deposit`` times the success rate, so when successes stop
     the retries stop too (M. Brooker, "Fixing retries with token buckets and circuit breakers",
-    2022).
+    2022). Token sums are rounded to 1e-9, so ten deposits of 0.1 earn exactly one retry.
     """
 
     __slots__ = ("_lock", "_tokens", "capacity", "deposit")
@@ -375,13 +382,13 @@ class AdaptiveTokenBucket:
         with self._lock:
             if self._tokens < 1.0:
                 return None
-            self._tokens -= 1.0
+            self._tokens = _snap(self._tokens - 1.0)
         return 1.0
 
     def on_success(self, now: float, *, retry_cost: float | None = None) -> None:
         """Deposit ``deposit`` tokens, up to ``capacity``."""
         with self._lock:
-            self._tokens = min(self.capacity, self._tokens + self.deposit)
+            self._tokens = min(self.capacity, _snap(self._tokens + self.deposit))
 
     def available(self, now: float) -> float:
         """Tokens in the bucket."""

@@ -38,7 +38,8 @@ from stormproof._validate import finite_at_least, int_at_least
 from stormproof.errors import ConfigError, DeadlineExceeded, RetryError
 from stormproof.policies.backoff import Backoff, Exponential
 from stormproof.policies.budget import RetryBudget
-from stormproof.policies.deadline import Deadline, Timeouts, current_deadline
+from stormproof.policies.deadline import _CURRENT as _CURRENT_DEADLINE
+from stormproof.policies.deadline import Deadline, Timeouts
 
 __all__ = [
     "GiveUp",
@@ -64,7 +65,9 @@ class GiveUpReason(enum.StrEnum):
     BUDGET_EXHAUSTED = "budget_exhausted"
 
 
-@dataclass(frozen=True, slots=True)
+# Decisions are plain slotted dataclasses, not frozen ones: a frozen dataclass's constructor
+# costs several times more, and a decision is made on every failure. Treat them as read-only.
+@dataclass(slots=True)
 class RetryAfter:
     """Decision: wait ``delay`` seconds, then make attempt number ``attempt``.
 
@@ -76,7 +79,7 @@ class RetryAfter:
     server_delay: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class GiveUp:
     """Decision: stop after ``attempts`` attempts, for ``reason`` (details in ``detail``)."""
 
@@ -106,23 +109,42 @@ def default_retryable(error: BaseException) -> bool:
     return isinstance(error, Exception) and not isinstance(error, RetryError)
 
 
+_NUMBER = (int, float)
+
+
 def default_retry_after(error: BaseException) -> float | None:
-    """Read a server-given delay from ``error.retry_after`` (seconds) if it has one."""
+    """Read a server-given delay from ``error.retry_after`` (seconds, >= 0) if it has one."""
     value = getattr(error, "retry_after", None)
-    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+    if value is None:
+        return None
+    if isinstance(value, _NUMBER) and not isinstance(value, bool) and value >= 0:
         return float(value)
     return None
 
 
-def _classifier(field_name: str, spec: ErrorClassifier) -> Callable[[BaseException], bool]:
-    if isinstance(spec, type) and issubclass(spec, BaseException):
-        return lambda error: isinstance(error, spec)
+_NO_TYPES: tuple[type[BaseException], ...] = ()
+
+
+def _classifier(
+    field_name: str, spec: ErrorClassifier
+) -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...], Any]:
+    """Split ``retry_on`` into (retryable types, excluded types, predicate or None).
+
+    Exception types are checked with ``isinstance`` inline on the decision path; only a custom
+    predicate costs a call.
+    """
+    if spec is default_retryable:
+        return (Exception,), (RetryError,), None
+    if isinstance(spec, type):
+        if not issubclass(spec, BaseException):
+            raise ConfigError(field_name, "a class must be an exception type", spec)
+        return (spec,), _NO_TYPES, None
     if isinstance(spec, tuple):
-        if not all(isinstance(t, type) and issubclass(t, BaseException) for t in spec):
+        if not spec or not all(isinstance(t, type) and issubclass(t, BaseException) for t in spec):
             raise ConfigError(field_name, "a tuple must hold exception types only", spec)
-        return lambda error: isinstance(error, spec)
+        return spec, _NO_TYPES, None
     if callable(spec):
-        return spec  # type: ignore[return-value]
+        return _NO_TYPES, _NO_TYPES, spec
     raise ConfigError(
         field_name, "must be an exception type, a tuple of them, or a predicate", spec
     )
@@ -171,8 +193,14 @@ class RetryPolicy:
     is_throttling: Callable[[BaseException], bool] | None = None
     throttling_backoff: Backoff | None = None
     rng: random.Random = field(default_factory=random.Random, compare=False, repr=False)
-    _retryable: Callable[[BaseException], bool] = field(
-        init=False, repr=False, compare=False, default=default_retryable
+    _retry_types: tuple[type[BaseException], ...] = field(
+        init=False, repr=False, compare=False, default=_NO_TYPES
+    )
+    _retry_excluded: tuple[type[BaseException], ...] = field(
+        init=False, repr=False, compare=False, default=_NO_TYPES
+    )
+    _retry_predicate: Callable[[BaseException], bool] | None = field(
+        init=False, repr=False, compare=False, default=None
     )
     _timeouts: Timeouts = field(init=False, repr=False, compare=False, default=Timeouts())
 
@@ -196,7 +224,10 @@ class RetryPolicy:
             raise ConfigError("budget", "must implement the RetryBudget protocol", self.budget)
         if not isinstance(self.rng, random.Random):
             raise ConfigError("rng", "must be a random.Random instance", self.rng)
-        object.__setattr__(self, "_retryable", _classifier("retry_on", self.retry_on))
+        types, excluded, predicate = _classifier("retry_on", self.retry_on)
+        object.__setattr__(self, "_retry_types", types)
+        object.__setattr__(self, "_retry_excluded", excluded)
+        object.__setattr__(self, "_retry_predicate", predicate)
         object.__setattr__(self, "_timeouts", Timeouts(self.attempt_timeout, self.total_timeout))
 
     @classmethod
@@ -228,7 +259,10 @@ class RetryPolicy:
 
     def is_retryable(self, error: BaseException) -> bool:
         """Whether ``error`` is classified as retryable by ``retry_on``."""
-        return self._retryable(error)
+        predicate = self._retry_predicate
+        if predicate is not None:
+            return bool(predicate(error))
+        return isinstance(error, self._retry_types) and not isinstance(error, self._retry_excluded)
 
     def start(
         self,
@@ -244,10 +278,11 @@ class RetryPolicy:
         Raises :class:`DeadlineExceeded` if that deadline has already passed, so no attempt is
         started that could not finish. ``rng`` overrides the policy's random source for this call.
         """
-        outer = current_deadline()
+        outer = _CURRENT_DEADLINE.get()
         if deadline is not None:
             outer = deadline.earliest(outer)
-        call_deadline = self._timeouts.call_deadline(now, outer)
+        total = self.total_timeout
+        call_deadline = outer if total is None else Deadline(now + total).earliest(outer)
         if call_deadline is not None and now >= call_deadline.at:
             raise DeadlineExceeded(
                 f"deadline {call_deadline.at:.6g} passed before the first attempt at {now:.6g}",
@@ -305,17 +340,34 @@ class RetryCall:
                 and is priced as a timeout by the budget.
         """
         policy = self.policy
-        if not timed_out and not policy._retryable(error):
-            return GiveUp(GiveUpReason.NOT_RETRYABLE, self.attempt, type(error).__name__)
-        throttling = policy.is_throttling is not None and policy.is_throttling(error)
+        if not timed_out:
+            predicate = policy._retry_predicate
+            if predicate is None:
+                retryable = isinstance(error, policy._retry_types) and not isinstance(
+                    error, policy._retry_excluded
+                )
+            else:
+                retryable = predicate(error)
+            if not retryable:
+                return GiveUp(GiveUpReason.NOT_RETRYABLE, self.attempt, type(error).__name__)
+        throttling = policy.is_throttling is not None and bool(policy.is_throttling(error))
         if timed_out:
             is_timeout = True
         elif policy.is_timeout is None:
             is_timeout = isinstance(error, TimeoutError)
         else:
-            is_timeout = policy.is_timeout(error)
-        if retry_after is None and policy.retry_after is not None:
-            retry_after = policy.retry_after(error)
+            is_timeout = bool(policy.is_timeout(error))
+        if retry_after is None:
+            reader = policy.retry_after
+            if reader is default_retry_after:
+                # The common case, inlined: most errors carry no server delay.
+                if getattr(error, "retry_after", None) is not None:
+                    retry_after = default_retry_after(error)
+            elif reader is not None:
+                retry_after = reader(error)
+        if retry_after is not None and not retry_after >= 0.0:
+            # A negative or NaN server delay is meaningless; fall back to the backoff.
+            retry_after = None
         return self._decide(now, retry_after, is_timeout, throttling)
 
     def on_result(self, now: float, result: Any) -> RetryAfter | GiveUp | None:

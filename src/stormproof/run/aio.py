@@ -25,7 +25,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, ParamSpec, TypeVar
 
 from stormproof.errors import DeadlineExceeded
-from stormproof.policies.deadline import current_deadline, deadline_scope
+from stormproof.policies.deadline import _CURRENT as _CURRENT_DEADLINE
+from stormproof.policies.deadline import deadline_scope
 from stormproof.policies.retry import GiveUp, RetryAfter, RetryCall
 from stormproof.run._common import INSTANT_SLEEPS, RetryingBase
 from stormproof.run.sync import Attempt
@@ -62,25 +63,39 @@ class AsyncRetrying(RetryingBase):
 
     async def call(self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """Await ``fn(*args, **kwargs)`` under the policy and return its result."""
+        return await self._invoke(fn, args, kwargs)
+
+    async def _invoke(self, fn: Callable[..., Awaitable[R]], args: Any, kwargs: Any) -> R:
         policy = self.policy
-        if self._fast and current_deadline() is None and policy.budget is None:
-            try:
-                result = await fn(*args, **kwargs)
-            except BaseException as error:
-                call = RetryCall(policy, self.clock.now(), None, policy.rng)
-                decision = call.on_failure(self.clock.now(), error)
-                await self._carry_out(call, decision, error, None)
-                return await self._loop(call, fn, args, kwargs)
-            predicate = policy.retry_on_result
-            if predicate is None or not predicate(result):
-                return result
-            call = RetryCall(policy, self.clock.now(), None, policy.rng)
-            outcome = call.on_result(self.clock.now(), result)
-            if outcome is None:  # pragma: no cover - the predicate was already applied
-                return result
-            await self._carry_out(call, outcome, None, result)
+        if not self._fast or _CURRENT_DEADLINE.get() is not None:
+            return await self._loop(policy.start(self.clock.now()), fn, args, kwargs)
+        # The first attempt needs no call state: it is created only if the attempt fails.
+        budget = policy.budget
+        started = None
+        if budget is not None:
+            started = self.clock.now()
+            budget.on_request(started)
+        try:
+            result = await fn(*args, **kwargs)
+        except BaseException as error:
+            call = RetryCall(policy, self._started(started), None, policy.rng)
+            decision = call.on_failure(self.clock.now(), error)
+            await self._carry_out(call, decision, error, None)
             return await self._loop(call, fn, args, kwargs)
-        return await self._loop(policy.start(self.clock.now()), fn, args, kwargs)
+        predicate = policy.retry_on_result
+        if predicate is None or not predicate(result):
+            if budget is not None:
+                budget.on_success(self.clock.now(), retry_cost=None)
+            return result
+        call = RetryCall(policy, self._started(started), None, policy.rng)
+        outcome = call.on_result(self.clock.now(), result)
+        if outcome is None:  # pragma: no cover - the predicate was already applied
+            return result
+        await self._carry_out(call, outcome, None, result)
+        return await self._loop(call, fn, args, kwargs)
+
+    def _started(self, started: float | None) -> float:
+        return self.clock.now() if started is None else started
 
     async def _loop(
         self, call: RetryCall, fn: Callable[..., Awaitable[R]], args: Any, kwargs: Any
@@ -121,11 +136,11 @@ class AsyncRetrying(RetryingBase):
 
     def __call__(self, fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
         """Decorate a coroutine function so every call goes through :meth:`call`."""
-        call = self.call
+        invoke = self._invoke
 
         @functools.wraps(fn)
         async def retried(*args: P.args, **kwargs: P.kwargs) -> R:
-            return await call(fn, *args, **kwargs)
+            return await invoke(fn, args, kwargs)
 
         retried.retrying = self  # type: ignore[attr-defined]
         return retried

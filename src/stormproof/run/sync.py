@@ -27,7 +27,8 @@ from contextlib import AbstractContextManager, nullcontext
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
 
-from stormproof.policies.deadline import Deadline, current_deadline, deadline_scope
+from stormproof.policies.deadline import _CURRENT as _CURRENT_DEADLINE
+from stormproof.policies.deadline import Deadline, deadline_scope
 from stormproof.policies.retry import GiveUp, RetryAfter, RetryCall
 from stormproof.run._common import INSTANT_SLEEPS, RetryingBase
 
@@ -112,8 +113,11 @@ class Retrying(RetryingBase):
 
     def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """Call ``fn(*args, **kwargs)`` under the policy and return its result."""
+        return self._invoke(fn, args, kwargs)
+
+    def _invoke(self, fn: Callable[..., R], args: Any, kwargs: Any) -> R:
         policy = self.policy
-        if self._fast and current_deadline() is None:
+        if self._fast and _CURRENT_DEADLINE.get() is None:
             budget = policy.budget
             predicate = policy.retry_on_result
             if budget is None:
@@ -203,11 +207,11 @@ class Retrying(RetryingBase):
 
     def __call__(self, fn: Callable[P, R]) -> Callable[P, R]:
         """Decorate a synchronous function so every call goes through :meth:`call`."""
-        call = self.call
+        invoke = self._invoke
 
         @functools.wraps(fn)
         def retried(*args: P.args, **kwargs: P.kwargs) -> R:
-            return call(fn, *args, **kwargs)
+            return invoke(fn, args, kwargs)
 
         retried.retrying = self  # type: ignore[attr-defined]
         return retried

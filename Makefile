@@ -18,6 +18,8 @@ $(STAMP): $(PY) pyproject.toml constraints.txt
 
 demo: $(STAMP)
 	$(PY) examples/retry_schedule.py
+	@mkdir -p build/demo
+	$(VENV)/bin/stormproof run simple-collapse --seeds 10 --report build/demo/simple-collapse.html
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks examples

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
 
 from stormproof import ManualClock, RetryError, RetryEvent, Retrying, RetryPolicy
@@ -84,10 +85,8 @@ def outage_amplification() -> None:
         with instant_sleeps():
             for i in range(10_000):
                 clock.advance(i / 100 - clock.now())
-                try:
+                with contextlib.suppress(RetryError):
                     retrying.call(down)
-                except RetryError:
-                    pass
         print(f"   {name:<27} {attempts:6d} attempts ({attempts / 10_000:.2f} per call)")
 
 

@@ -145,7 +145,7 @@ def run_scenario(
     from rich.progress import Progress
 
     from stormproof.report import experiment_report
-    from stormproof.sim import scenarios
+    from stormproof.sim import SimulationLimitExceeded, scenarios
     from stormproof.sim.experiment import run_experiment
 
     err = Console(stderr=True)
@@ -161,15 +161,19 @@ def run_scenario(
     seed_list = list(range(seed, seed + seeds))
     with Progress(console=err, transient=True, disable=len(seed_list) * len(chosen) < 2) as bar:
         task = bar.add_task(f"{scenario.name}", total=len(seed_list) * len(chosen))
-        result = run_experiment(
-            scenario,
-            params,
-            chosen,
-            seed_list,
-            workers=workers,
-            series=report is not None,
-            progress=lambda done, total: bar.update(task, completed=done),
-        )
+        try:
+            result = run_experiment(
+                scenario,
+                params,
+                chosen,
+                seed_list,
+                workers=workers,
+                series=report is not None,
+                progress=lambda done, total: bar.update(task, completed=done),
+            )
+        except SimulationLimitExceeded as error:
+            err.print(f"[red]error:[/red] {error}; try a shorter horizon or smaller scale")
+            raise typer.Exit(3) from None
     if report is not None:
         report.write_text(experiment_report(scenario, result), encoding="utf-8")
     if json_output:

@@ -21,6 +21,7 @@ for the few arithmetic operations of a call.
 
 from __future__ import annotations
 
+import math
 import threading
 from typing import Protocol, runtime_checkable
 
@@ -187,7 +188,9 @@ class RatioBudget:
     """
 
     __slots__ = (
+        "_boundary",
         "_generation",
+        "_index",
         "_lock",
         "_requests",
         "_retries",
@@ -227,15 +230,20 @@ class RatioBudget:
         self._requests = 0
         self._retries = 0
         self._generation: int | None = None
+        self._boundary = -math.inf
+        self._index = 0
         self._lock = threading.Lock()
 
     def _expire(self, now: float) -> int:
         """Drop buckets older than ``ttl`` and return the index of the current one."""
+        if now < self._boundary:
+            # Still inside the current bucket -- the common case. A time earlier than the newest
+            # seen (threads sharing a clock can interleave) is also booked here rather than
+            # rewriting history.
+            return self._index
         generation = int(now // self._slot_width)
         last = self._generation
-        if last is None:
-            self._generation = generation
-        elif generation > last:
+        if last is not None:
             stale = min(generation - last, self.slots)
             for step in range(1, stale + 1):
                 index = (last + step) % self.slots
@@ -243,10 +251,10 @@ class RatioBudget:
                 self._retries -= self._slot_retries[index]
                 self._slot_requests[index] = 0
                 self._slot_retries[index] = 0
-            self._generation = generation
-        # A time earlier than the newest seen (clocks shared by threads can interleave) is booked
-        # into the current bucket rather than rewriting history.
-        return self._generation % self.slots if self._generation is not None else 0
+        self._generation = generation
+        self._boundary = (generation + 1) * self._slot_width
+        self._index = generation % self.slots
+        return self._index
 
     def _balance(self) -> float:
         return self.ratio * self._requests + self.reserve - self._retries

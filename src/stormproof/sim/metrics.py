@@ -11,7 +11,8 @@ class BucketCounters:
     """Named counters, each a series of sums per ``width``-second bucket from time 0.
 
     ``add("successes", now)`` counts one success in the bucket holding ``now``;
-    ``rate("successes", 60, 80)`` is the mean per second over ``[60, 80)``.
+    ``rate("successes", 60, 80)`` is the mean per second over ``[60, 80)``. ``peak`` keeps a
+    per-bucket maximum instead of a sum, for gauges such as queue length.
     """
 
     __slots__ = ("_series", "width")
@@ -30,6 +31,17 @@ class BucketCounters:
         if index >= len(series):
             series.extend([0.0] * (index + 1 - len(series)))
         series[index] += amount
+
+    def peak(self, name: str, time: float, value: float) -> None:
+        """Keep the largest ``value`` seen in the bucket containing ``time`` (a gauge)."""
+        series = self._series.get(name)
+        if series is None:
+            series = self._series[name] = []
+        index = int(time / self.width)
+        if index >= len(series):
+            series.extend([0.0] * (index + 1 - len(series)))
+        if value > series[index]:
+            series[index] = value
 
     def names(self) -> list[str]:
         """Counter names, sorted."""

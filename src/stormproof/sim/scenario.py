@@ -75,6 +75,9 @@ class Scenario(ABC):
     params: ClassVar[tuple[Param, ...]]
     policies: ClassVar[tuple[str, ...]]
     stuck_rule: ClassVar[str]
+    #: A run that executes more events than this stops with SimulationLimitExceeded instead of
+    #: running away (about a minute of CPU); scenarios whose normal runs need more raise it.
+    max_events: ClassVar[int] = 20_000_000
 
     def resolve(self, overrides: Mapping[str, str | float] | None = None) -> dict[str, float]:
         """Defaults overlaid with ``overrides``; unknown names list the valid ones."""

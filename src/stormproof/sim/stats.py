@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 from stormproof._validate import int_at_least
 from stormproof.errors import ConfigError
 
-__all__ = ["wilson_interval"]
+__all__ = ["percentile", "wilson_interval"]
 
 _Z95 = 1.959963984540054  # the 97.5th percentile of the standard normal
 
@@ -31,3 +32,17 @@ def wilson_interval(successes: int, trials: int, z: float = _Z95) -> tuple[float
     low = 0.0 if successes == 0 else max(0.0, centre - half)
     high = 1.0 if successes == trials else min(1.0, centre + half)
     return low, high
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The ``q`` quantile (0..1) of ``values`` by linear interpolation; NaN if empty."""
+    if not 0.0 <= q <= 1.0:
+        raise ConfigError("q", "must be within [0, 1]", q)
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    position = q * (len(ordered) - 1)
+    low = math.floor(position)
+    high = min(low + 1, len(ordered) - 1)
+    fraction = position - low
+    return ordered[low] + (ordered[high] - ordered[low]) * fraction

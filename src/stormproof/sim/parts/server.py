@@ -17,6 +17,7 @@ from typing import Any
 from stormproof._validate import int_at_least
 from stormproof.errors import ConfigError
 from stormproof.sim.kernel import Simulation
+from stormproof.sim.metrics import BucketCounters
 
 __all__ = ["LinearSlowdown", "Server"]
 
@@ -52,7 +53,9 @@ class Server:
     ``done(service_seconds, *args)``. A request that finds every worker busy and the queue full
     is rejected at once: ``submit`` returns ``False`` and ``done`` is never called.
 
-    Counters: ``in_service``, ``queued``, ``completed``, ``rejected``, ``busy_time``.
+    Counters: ``in_service``, ``queued``, ``completed``, ``rejected``, ``busy_time``,
+    ``peak_in_service``. With ``metrics``, the per-bucket peak of requests in the server (in
+    service plus queued) is recorded as ``<name>.load``.
     """
 
     __slots__ = (
@@ -61,7 +64,9 @@ class Server:
         "busy_time",
         "completed",
         "in_service",
+        "metrics",
         "name",
+        "peak_in_service",
         "queue_limit",
         "rejected",
         "service_time",
@@ -77,6 +82,7 @@ class Server:
         workers: int | None = None,
         queue_limit: int | None = None,
         name: str = "server",
+        metrics: BucketCounters | None = None,
     ) -> None:
         if workers is not None:
             int_at_least("workers", workers, 1)
@@ -95,6 +101,8 @@ class Server:
         self.completed = 0
         self.rejected = 0
         self.busy_time = 0.0
+        self.peak_in_service = 0
+        self.metrics = metrics
 
     @property
     def queued(self) -> int:
@@ -105,15 +113,21 @@ class Server:
         """Offer a request; ``False`` if it was rejected because the queue is full."""
         if self.workers is None or self.in_service < self.workers:
             self._start(done, args)
-            return True
-        if self.queue_limit is not None and len(self._queue) >= self.queue_limit:
+        elif self.queue_limit is not None and len(self._queue) >= self.queue_limit:
             self.rejected += 1
             return False
-        self._queue.append((done, args))
+        else:
+            self._queue.append((done, args))
+        if self.metrics is not None:
+            self.metrics.peak(
+                f"{self.name}.load", self.sim.now(), self.in_service + len(self._queue)
+            )
         return True
 
     def _start(self, done: Callable[..., Any], args: tuple[Any, ...]) -> None:
         self.in_service += 1
+        if self.in_service > self.peak_in_service:
+            self.peak_in_service = self.in_service
         work = self.service_time(self.in_service, self._rng)
         self.sim.schedule(work, self._finish, work, done, args)
 

@@ -70,7 +70,7 @@ class OccJitter(Scenario):
         self, params: Mapping[str, float], policy: str, seed: int, *, series: bool = False
     ) -> RunResult:
         """Run the contention once; completion time is the last event's time."""
-        sim = Simulation(seed)
+        sim = Simulation(seed, max_events=self.max_events)
         model = _Contention(sim, self.backoff(policy, params), params)
         model.start(int(params["clients"]))
         sim.run()

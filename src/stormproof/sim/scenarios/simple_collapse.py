@@ -25,6 +25,7 @@ from stormproof.sim.parts.arrivals import PiecewisePoisson
 from stormproof.sim.parts.client import OpenLoopClient
 from stormproof.sim.parts.server import LinearSlowdown, Server
 from stormproof.sim.scenario import Param, RunResult, Scenario
+from stormproof.sim.stats import percentile
 
 __all__ = ["SimpleCollapse"]
 
@@ -116,7 +117,7 @@ class SimpleCollapse(Scenario):
         self, params: Mapping[str, float], policy: str, seed: int, *, series: bool = False
     ) -> RunResult:
         """Run the model once."""
-        sim = Simulation(seed)
+        sim = Simulation(seed, max_events=self.max_events)
         metrics = BucketCounters(1.0)
         spike_end = params["spike_start"] + params["spike_s"]
         steps = [(0.0, params["rate"])]
@@ -156,6 +157,9 @@ class SimpleCollapse(Scenario):
                 metrics.series("successes", buckets), spike_end, params["stuck_below"]
             ),
             "failures": metrics.total("failures"),
+            "latency_p50_s": percentile(client.latencies, 0.50),
+            "latency_p99_s": percentile(client.latencies, 0.99),
+            "peak_concurrency": float(server.peak_in_service),
         }
         return RunResult(
             scenario=self.name,
@@ -166,7 +170,14 @@ class SimpleCollapse(Scenario):
             trace_hash=sim.trace_hash(),
             series={
                 name: metrics.series(name, buckets)
-                for name in ("requests", "attempts", "successes", "timeouts", "resends")
+                for name in (
+                    "requests",
+                    "attempts",
+                    "successes",
+                    "timeouts",
+                    "resends",
+                    "server.load",
+                )
             }
             if series
             else {},

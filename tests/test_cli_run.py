@@ -183,11 +183,6 @@ def test_counts_below_one_are_rejected(option: tuple[str, str]) -> None:
     assert option[0] in result.output
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: cli.py prints ConfigError text through rich markup, so user input that looks "
-    "like a tag ('[/]') raises rich.errors.MarkupError: exit 1 with a traceback, no message",
-)
 @pytest.mark.parametrize(
     "args",
     [("run", "no[/]such"), ("run", "occ-jitter", "--set", "x[/]=1")],

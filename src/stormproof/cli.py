@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 import stormproof
@@ -156,7 +157,7 @@ def run_scenario(
         for name in chosen:
             scenario.check_policy(name)
     except ConfigError as error:
-        err.print(f"[red]error:[/red] {error}")
+        err.print("[red]error:[/red]", escape(str(error)))
         raise typer.Exit(2) from None
     seed_list = list(range(seed, seed + seeds))
     with Progress(console=err, transient=True, disable=len(seed_list) * len(chosen) < 2) as bar:
@@ -172,7 +173,9 @@ def run_scenario(
                 progress=lambda done, total: bar.update(task, completed=done),
             )
         except SimulationLimitExceeded as error:
-            err.print(f"[red]error:[/red] {error}; try a shorter horizon or smaller scale")
+            err.print(
+                "[red]error:[/red]", escape(f"{error}; try a shorter horizon or smaller scale")
+            )
             raise typer.Exit(3) from None
     if report is not None:
         report.write_text(experiment_report(scenario, result), encoding="utf-8")

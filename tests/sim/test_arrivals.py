@@ -47,11 +47,6 @@ def test_rate_at_returns_the_rate_in_force() -> None:
     assert arrivals.rate_at(1e9) == 40
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: bisect gives index -1 for a time before 0, which Python reads as the LAST "
-    "segment: rate_at(-1) returns the final rate (next_after likewise draws with it)",
-)
 def test_rate_before_time_zero_is_not_the_last_segments_rate() -> None:
     arrivals = PiecewisePoisson([(0, 40), (20, 80), (25, 10)])
     try:

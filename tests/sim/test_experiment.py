@@ -172,11 +172,6 @@ def test_invalid_experiments_are_config_errors(
     assert info.value.field == field
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a policy named twice is run twice per seed and its summary counts every run "
-    "twice (runs = 2 x seeds, duplicated trace hashes), which also skews P(stuck)'s interval",
-)
 def test_a_policy_named_twice_is_not_counted_twice(occ: Scenario) -> None:
     params = occ.resolve({"clients": 3})
     try:

@@ -85,11 +85,6 @@ def test_bad_input_is_a_config_error_naming_the_field(
     assert info.value.field == field
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: z is not validated; a negative z gives an inverted interval (low > high) and "
-    "NaN gives (0, 1) silently",
-)
 @pytest.mark.parametrize("z", [-1.96, math.nan, math.inf])
 def test_negative_or_non_finite_z_is_a_config_error(z: float) -> None:
     with pytest.raises(ConfigError):

@@ -103,6 +103,8 @@ def run_experiment(
         raise ConfigError("policies", "give at least one policy")
     for policy in policies:
         scenario.check_policy(policy)
+    if len(set(policies)) != len(policies):
+        raise ConfigError("policies", "each policy may be given once", list(policies))
     if not seeds:
         raise ConfigError("seeds", "give at least one seed")
     if workers is not None:

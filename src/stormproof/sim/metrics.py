@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
+
 from stormproof._validate import finite_above
+from stormproof.errors import ConfigError
 
 __all__ = ["BucketCounters"]
 
@@ -49,6 +52,8 @@ class BucketCounters:
 
     def series(self, name: str, buckets: int | None = None) -> list[float]:
         """Per-bucket sums of ``name`` (zero-padded or cut to ``buckets`` entries if given)."""
+        if buckets is not None and buckets < 0:
+            raise ConfigError("buckets", "must be >= 0", buckets)
         values = list(self._series.get(name, ()))
         if buckets is not None:
             values = values[:buckets] + [0.0] * max(0, buckets - len(values))
@@ -61,7 +66,7 @@ class BucketCounters:
     def rate(self, name: str, start: float, end: float) -> float:
         """Mean of ``name`` per second over the buckets covering ``[start, end)``."""
         first = int(start / self.width)
-        last = int(end / self.width)
+        last = math.ceil(end / self.width)
         if last <= first:
             return 0.0
         values = self._series.get(name, [])

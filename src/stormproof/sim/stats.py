@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from stormproof._validate import int_at_least
+from stormproof._validate import finite_above, int_at_least
 from stormproof.errors import ConfigError
 
 __all__ = ["percentile", "wilson_interval"]
@@ -20,6 +20,7 @@ def wilson_interval(successes: int, trials: int, z: float = _Z95) -> tuple[float
     ``trials`` events -- exactly the cases of "never stuck" and "always stuck" (E. B. Wilson,
     1927; recommended by Brown, Cai & DasGupta, 2001).
     """
+    finite_above("z", z, 0.0)
     int_at_least("trials", trials, 1)
     int_at_least("successes", successes, 0)
     if successes > trials:

@@ -42,11 +42,12 @@ class PiecewisePoisson:
 
     def rate_at(self, time: float) -> float:
         """The arrival rate in force at ``time``."""
-        return self._rates[bisect.bisect_right(self._times, time) - 1]
+        # Times before 0 belong to the first segment, not (by index -1) to the last.
+        return self._rates[max(0, bisect.bisect_right(self._times, time) - 1)]
 
     def next_after(self, now: float, rng: random.Random) -> float:
         """The time of the next arrival after ``now`` (infinity if the rate stays 0)."""
-        index = bisect.bisect_right(self._times, now) - 1
+        index = max(0, bisect.bisect_right(self._times, now) - 1)
         while True:
             rate = self._rates[index]
             boundary = self._times[index + 1] if index + 1 < len(self._times) else math.inf

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections import OrderedDict, deque
 from collections.abc import Hashable
 from dataclasses import dataclass, field
+from typing import Any
 
 from stormproof._validate import int_at_least
 from stormproof.errors import ConfigError, StormproofError
@@ -35,11 +36,15 @@ ADMITTED = Admitted()
 
 @dataclass(slots=True, eq=False)
 class Queued:
-    """Decision: wait in line; the ticket is returned by a later ``release`` when admitted."""
+    """Decision: wait in line; the ticket is returned by a later ``release`` when admitted.
+
+    ``waiter`` is free for the driver to attach what wakes the caller (an asyncio future).
+    """
 
     enqueued_at: float
     key: Hashable = None
     admitted: bool = field(default=False)
+    waiter: Any = field(default=None, repr=False)
 
 
 @dataclass(slots=True)

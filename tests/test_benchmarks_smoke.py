@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -14,12 +15,42 @@ SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "policies.py"
 CASES = ("sync_success", "sync_fail_once", "async_success", "async_fail_once")
 VARIANTS = ("default", "no_budget")
 PEERS = {"tenacity", "stamina", "backoff"}
+# Per-decision cases of the sans-IO protection policies, with their peers.
+SANS_IO_PEERS = {
+    "breaker_allow_record": {"pybreaker", "aiobreaker"},
+    "breaker_open_reject": {"pybreaker"},
+    "bulkhead_acquire_release": {"threading.Semaphore", "asyncio.Semaphore"},
+    "token_bucket_acquire": {"limits", "pyrate-limiter", "pyrate-limiter/state"},
+    "gcra_acquire": {"limits", "pyrate-limiter", "pyrate-limiter/state"},
+}
+# Admission control has no peer; its cases run when stormproof.policies.admission exists.
+ADMISSION_CASES = {
+    "admission_queue_limit",
+    "admission_queue_rate",
+    "admission_priority",
+    "admission_codel_dequeue",
+    "admission_codel_dequeue_standing",
+    "admission_adaptive_throttle",
+}
+BENCH_MODULES = (
+    "tenacity",
+    "stamina",
+    "backoff",
+    "pybreaker",
+    "aiobreaker",
+    "limits",
+    "pyrate_limiter",
+)
+
+
+def has_admission() -> bool:
+    return importlib.util.find_spec("stormproof.policies.admission") is not None
 
 
 def test_policies_benchmark_json_shape() -> None:
     # The peers come with the optional "bench" extra.
-    for peer in sorted(PEERS):
-        pytest.importorskip(peer)
+    for module in BENCH_MODULES:
+        pytest.importorskip(module)
     completed = subprocess.run(
         [sys.executable, str(SCRIPT), "--json", "--quick"],
         capture_output=True,
@@ -42,14 +73,17 @@ def test_policies_benchmark_json_shape() -> None:
 
     expected = {f"{case}/{variant}" for case in CASES for variant in VARIANTS}
     decisions = {f"decision/{variant}" for variant in VARIANTS}
-    assert set(peers_by_case) == expected | decisions
+    admission = ADMISSION_CASES if has_admission() else set()
+    assert set(peers_by_case) == expected | decisions | set(SANS_IO_PEERS) | admission
     for case in expected:
         assert peers_by_case[case] == PEERS
-    for case in decisions:
+    for case, peers in SANS_IO_PEERS.items():
+        assert peers_by_case[case] == peers
+    for case in decisions | admission:
         assert peers_by_case[case] == {"none"}
 
     for row in rows:
-        if row["case"].startswith("decision/"):
+        if row["peer"] == "none":
             assert row["peer_ns"] is None
             assert row["ratio"] is None
         else:

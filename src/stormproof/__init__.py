@@ -10,19 +10,13 @@ The names most users need are here; everything else is reachable by module:
 * :class:`StormproofError` and its subclasses.
 """
 
-from importlib.metadata import PackageNotFoundError, version
-
+from stormproof._version import __version__
 from stormproof.clock import Clock, ManualClock, WallClock
 from stormproof.errors import ConfigError, DeadlineExceeded, RetryError, StormproofError
 from stormproof.policies.deadline import Deadline, current_deadline, deadline_scope
 from stormproof.policies.retry import GiveUp, GiveUpReason, RetryAfter, RetryPolicy
 from stormproof.run import AsyncRetrying, RetryEvent, Retrying
 from stormproof.run.decorate import retry
-
-try:
-    __version__ = version("stormproof")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
-    __version__ = "0.0.0+unknown"
 
 __all__ = [
     "AsyncRetrying",

@@ -12,13 +12,18 @@ The simulator provides a third, virtual clock with the same ``now()``.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from stormproof.errors import ConfigError
+
+if TYPE_CHECKING:
+    import asyncio
+
+# asyncio is imported inside the async methods: it costs ~50 ms to import, and sync users of
+# stormproof should not pay for it.
 
 __all__ = ["Clock", "ManualClock", "SleepingClock", "WallClock"]
 
@@ -68,10 +73,14 @@ class WallClock:
 
     async def async_sleep(self, seconds: float) -> None:
         """Sleep with ``asyncio.sleep``."""
+        import asyncio
+
         await asyncio.sleep(seconds)
 
     def timeout(self, seconds: float) -> AbstractAsyncContextManager[asyncio.Timeout]:
         """``asyncio.timeout(seconds)`` (the loop clock is monotonic, like this one)."""
+        import asyncio
+
         return asyncio.timeout(seconds)
 
     def __repr__(self) -> str:
@@ -122,6 +131,8 @@ class ManualClock:
 
     @asynccontextmanager
     async def _timeout(self, seconds: float) -> AsyncIterator[asyncio.Timeout]:
+        import asyncio
+
         async with asyncio.timeout(None) as block:
             entry = (self._now + seconds, block)
             if seconds <= 0:
@@ -145,6 +156,8 @@ class ManualClock:
 
     async def async_sleep(self, seconds: float) -> None:
         """Record the sleep, advance time and yield once to the event loop."""
+        import asyncio
+
         self.sleeps.append(seconds)
         self.advance(seconds)
         await asyncio.sleep(0)

@@ -225,3 +225,38 @@ def test_trace_log_records_every_event() -> None:
     assert sim.trace_log is not None
     assert [(t, p) for t, p, _ in sim.trace_log] == [(1.0, 0), (2.0, 0)]
     assert sim.trace_log[1][2] == "Event.succeed"
+
+
+def test_max_events_runs_exactly_that_many_and_keeps_the_rest_pending() -> None:
+    sim = Simulation(max_events=5)
+    ran: list[int] = []
+    for i in range(8):
+        sim.schedule(float(i), ran.append, i)
+    with pytest.raises(SimulationLimitExceeded, match="stopped after 5 events"):
+        sim.run()
+    assert ran == [0, 1, 2, 3, 4]
+    assert sim.pending() == 3 and sim.now() == 4.0
+
+
+def test_any_of_fails_when_the_first_event_fails() -> None:
+    sim = Simulation()
+    broken = sim.event()
+    caught: list[str] = []
+
+    def waiter():  # type: ignore[no-untyped-def]
+        try:
+            yield sim.any_of([broken, sim.timeout(5.0)])
+        except ConnectionError as error:
+            caught.append(str(error))
+
+    sim.process(waiter())
+    sim.schedule(1.0, broken.fail, ConnectionError("reset"))
+    sim.run()
+    assert caught == ["reset"]
+
+
+def test_run_until_moves_the_clock_to_the_horizon() -> None:
+    sim = Simulation()
+    sim.schedule(1.0, lambda: None)
+    assert sim.run(until=80.0) == 80.0
+    assert Simulation().run() == 0.0

@@ -270,6 +270,7 @@ class RetryPolicy:
         *,
         rng: random.Random | None = None,
         deadline: Deadline | None = None,
+        inherit_deadline: bool = True,
     ) -> RetryCall:
         """Begin a call at ``now``; returns its state (the first attempt is number 1).
 
@@ -277,8 +278,10 @@ class RetryPolicy:
         (:func:`~stormproof.policies.deadline.current_deadline`) and ``now + total_timeout``.
         Raises :class:`DeadlineExceeded` if that deadline has already passed, so no attempt is
         started that could not finish. ``rng`` overrides the policy's random source for this call.
+        ``inherit_deadline=False`` ignores the context deadline: the simulator uses it, because a
+        deadline of the code that runs the simulation is on another clock than virtual time.
         """
-        outer = _CURRENT_DEADLINE.get()
+        outer = _CURRENT_DEADLINE.get() if inherit_deadline else None
         if deadline is not None:
             outer = deadline.earliest(outer)
         total = self.total_timeout

@@ -82,7 +82,8 @@ class Simulation:
             if ``hash_trace`` is true.
         hash_trace: fold every executed event into :meth:`trace_hash` (the default; turning it
             off makes the loop about a third faster).
-        max_events: stop with :class:`SimulationLimitExceeded` after this many events.
+        max_events: stop with :class:`SimulationLimitExceeded` once this many events have run
+            over the simulation's life (all ``run`` calls together).
     """
 
     __slots__ = (
@@ -203,7 +204,9 @@ class Simulation:
     def run(self, until: float = math.inf) -> float:
         """Run events up to and including time ``until`` (default: until the queue is empty).
 
-        Returns the time reached: ``until`` if given and reached, else the last event's time.
+        With a finite ``until`` the clock ends at ``until`` even if the queue empties earlier
+        (a run to a horizon always ends at the horizon); without it, at the last event's time.
+        Returns that time.
         """
         queue = self._queue
         hasher = self._hasher
@@ -247,14 +250,15 @@ class Simulation:
                 break
             if callback is None:
                 continue
-            self._now = time
-            ran += 1
             if ran == limit:
+                heappush(queue, entry)  # not run: it stays pending
                 self.events_run = ran
                 raise SimulationLimitExceeded(
-                    f"stopped after {limit} events at t={time:.6g} s: the model did not settle "
-                    "within max_events"
+                    f"stopped after {limit} events at t={self._now:.6g} s: the model did not "
+                    "settle within max_events"
                 )
+            self._now = time
+            ran += 1
             try:
                 name = callback.__qualname__
             except AttributeError:  # partials and other callable objects
@@ -347,7 +351,10 @@ class Event:
 
 
 class AnyOf(Event):
-    """Succeeds with ``(event, value)`` of the first of its events to trigger."""
+    """Triggers like the first of its events: ``(event, value)`` on success, or its error.
+
+    Waiting processes receive ``(event, value)`` or have the first event's error thrown in.
+    """
 
     __slots__ = ("_events",)
 
@@ -358,7 +365,7 @@ class AnyOf(Event):
             raise ConfigError("events", "any_of needs at least one event")
         for event in self._events:
             if event.triggered:
-                self.succeed((event, event.value))
+                self._first(event)
                 return
         for event in self._events:
             event.add_callback(self._first)
@@ -369,7 +376,10 @@ class AnyOf(Event):
         for other in self._events:
             if other is not event:
                 other.remove_callback(self._first)
-        self.succeed((event, event.value))
+        if event.ok:
+            self.succeed((event, event.value))
+        else:
+            self.fail(event.value)  # the first event failed: waiters see its error
 
 
 class Process(Event):

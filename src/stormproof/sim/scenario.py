@@ -111,7 +111,12 @@ class Scenario(ABC):
         """Run once; ``series=True`` also returns per-bucket time series for reports."""
 
     def summarize(self, runs: Sequence[RunResult]) -> dict[str, float | None]:
-        """Aggregate metrics over runs (default: the mean of each, ignoring NaN)."""
+        """Aggregate metrics over runs (default: the mean of each, ignoring NaN).
+
+        NaN marks a value that does not exist for a run (a time to recover of a run that never
+        recovered), so the mean is over the runs that have one; scenarios report alongside it
+        how many runs that was (simple-collapse: ``recovered``, the fraction of runs).
+        """
         names = sorted({name for run in runs for name in run.metrics})
         summary: dict[str, float | None] = {}
         for name in names:

@@ -12,7 +12,8 @@ delay it returns. Replies to attempts that were already timed out are ignored, b
 the work: it is counted as ``wasted_work``.
 
 Counters recorded per bucket in ``metrics``: ``requests`` (new), ``attempts`` (sends),
-``resends``, ``timeouts``, ``successes``, ``failures`` (gave up), ``useful_work`` and
+``resends``, ``timeouts``, ``successes``, ``failures`` (gave up), ``rejections`` (refused by a
+full server queue; the attempt then times out at the client), ``useful_work`` and
 ``wasted_work`` (server seconds), ``latency_sum`` (seconds, for successes). Every success's
 latency (arrival to reply, retries included) is also kept in ``latencies`` for percentiles.
 """
@@ -98,7 +99,8 @@ class _RetryingClient:
         """Start a new request now."""
         now = self.sim.now()
         self.metrics.add("requests", now)
-        self._send(_Request(now, self.policy.start(now, rng=self._backoff_rng)))
+        call = self.policy.start(now, rng=self._backoff_rng, inherit_deadline=False)
+        self._send(_Request(now, call))
 
     def _finished(self, request: _Request, ok: bool) -> None:
         """A request succeeded or was given up on; subclasses may react."""

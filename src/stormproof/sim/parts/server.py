@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from stormproof._validate import int_at_least
+from stormproof._validate import finite_at_least, int_at_least
 from stormproof.errors import ConfigError
 from stormproof.sim.kernel import Simulation
 from stormproof.sim.metrics import BucketCounters
@@ -36,8 +36,8 @@ class LinearSlowdown:
     __slots__ = ("base", "per_request")
 
     def __init__(self, base: float, per_request: float) -> None:
-        if base < 0 or per_request < 0:
-            raise ConfigError("base/per_request", "must be >= 0", (base, per_request))
+        finite_at_least("base", base, 0.0)
+        finite_at_least("per_request", per_request, 0.0)
         self.base = base
         self.per_request = per_request
 

@@ -98,6 +98,7 @@ class _Contention:
     __slots__ = (
         "_backoff",
         "_hop",
+        "_jitter",
         "_mean",
         "_retries",
         "_sd",
@@ -110,8 +111,10 @@ class _Contention:
     def __init__(self, sim: Simulation, backoff: Backoff, params: Mapping[str, float]) -> None:
         self.sim = sim
         self._backoff = backoff
-        # One stream for delays and jitter alike, in the order the model draws them.
-        self._hop = sim.rng("occ")
+        # Delays and jitter come from separate streams, so every policy sees the same network
+        # delays draw for draw (common random numbers) and only the backoff differs.
+        self._hop = sim.rng("occ.network")
+        self._jitter = sim.rng("occ.backoff")
         self._mean = params["hop_mean_ms"] * _MS
         self._sd = params["hop_sd_ms"] * _MS
         self.version = 0
@@ -145,6 +148,6 @@ class _Contention:
         if won:
             return
         self._retries[client] += 1
-        delay = self._backoff.delay(self._retries[client], self.previous[client], self._hop)
+        delay = self._backoff.delay(self._retries[client], self.previous[client], self._jitter)
         self.previous[client] = delay
         self.sim.schedule(delay + self.hop(), self.read_at_server, client)

@@ -148,14 +148,16 @@ class SimpleCollapse(Scenario):
         useful = metrics.total("useful_work")
         wasted = metrics.total("wasted_work")
         buckets = math.ceil(horizon)
+        recovery = _recovery_time(
+            metrics.series("successes", buckets), spike_end, params["stuck_below"]
+        )
         result_metrics = {
             "late_goodput_per_s": late_goodput,
             "late_attempts_per_s": late_attempts,
             "amplification": late_attempts / late_requests if late_requests else math.nan,
             "wasted_work_fraction": wasted / (useful + wasted) if useful + wasted else 0.0,
-            "time_to_recover_s": _recovery_time(
-                metrics.series("successes", buckets), spike_end, params["stuck_below"]
-            ),
+            "time_to_recover_s": recovery,
+            "recovered": 0.0 if math.isnan(recovery) else 1.0,
             "failures": metrics.total("failures"),
             "latency_p50_s": percentile(client.latencies, 0.50),
             "latency_p99_s": percentile(client.latencies, 0.99),

@@ -19,6 +19,7 @@ from typing import Any, TypeVar, cast
 
 from stormproof.clock import SleepingClock, WallClock
 from stormproof.errors import ConfigError, DeadlineExceeded, StormproofError
+from stormproof.policies.breaker import BreakerOpen
 from stormproof.policies.bulkhead import ADMITTED, BulkheadFull, Full, Queued
 from stormproof.policies.deadline import Deadline, current_deadline, deadline_scope
 from stormproof.policies.pipeline import (
@@ -128,6 +129,13 @@ class Pipeline:
         self._emit("rate_limit", "rejected", decision.reason, delay=decision.retry_after)
         raise RateLimited(decision.retry_after, decision.reason)
 
+    def _breaker_check(self, strategy: Breaker) -> None:
+        try:
+            strategy.breaker.check(self.clock.now())
+        except BreakerOpen as refused:
+            self._emit("breaker", "rejected", refused.state.value, delay=refused.retry_after)
+            raise
+
     def _breaker_failed(self, strategy: Breaker, started: float, error: BaseException) -> None:
         now = self.clock.now()
         failed = strategy.failure_on(error)
@@ -177,7 +185,7 @@ class Pipeline:
         if isinstance(strategy, Retry):
             return self._sync_retry[index].call(inner)
         if isinstance(strategy, Breaker):
-            strategy.breaker.check(self.clock.now())
+            self._breaker_check(strategy)
             started = self.clock.now()
             try:
                 result = inner()
@@ -244,7 +252,7 @@ class Pipeline:
         if isinstance(strategy, Retry):
             return await self._async_retry[index].call(inner)
         if isinstance(strategy, Breaker):
-            strategy.breaker.check(self.clock.now())
+            self._breaker_check(strategy)
             started = self.clock.now()
             try:
                 result = await inner()

@@ -185,6 +185,7 @@ def test_pipeline_with_a_breaker_that_opens_and_recovers(
     }
     assert points(metrics, "stormproof_pipeline_decisions_total") == {
         attrs(mechanism="breaker", outcome="failure"): 4,
+        attrs(mechanism="breaker", outcome="rejected"): 1,
         attrs(mechanism="retry", outcome="retry"): 2,
         attrs(mechanism="retry", outcome="give_up"): 3,
     }

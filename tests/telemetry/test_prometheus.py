@@ -141,6 +141,7 @@ def test_pipeline_with_a_breaker_that_opens_and_recovers(
 
     decisions = "stormproof_pipeline_decisions_total"
     assert value(registry, decisions, mechanism="breaker", outcome="failure") == 4.0
+    assert value(registry, decisions, mechanism="breaker", outcome="rejected") == 1.0
     assert value(registry, decisions, mechanism="retry", outcome="retry") == 2.0
     assert value(registry, decisions, mechanism="retry", outcome="give_up") == 3.0
     # The pipeline's own retry decisions also feed the retry metrics.

@@ -64,11 +64,13 @@ def test_common_random_numbers_give_every_policy_the_same_arrivals(collapse: Sce
     for overrides in ({"spike_s": 1}, {"spike_s": 5, **SHORT}):
         params = collapse.resolve(overrides)
         result = run_experiment(collapse, params, collapse.policies, [0, 1], workers=1, series=True)
-        no_backoff, jitter = (result.policies[p].results for p in collapse.policies)
-        for a, b in zip(no_backoff, jitter, strict=True):
-            assert a.seed == b.seed
-            assert a.series["requests"] == b.series["requests"]
-            assert sum(a.series["requests"]) > 0
+        runs = [result.policies[p].results for p in collapse.policies]
+        no_backoff, jitter = runs[0], runs[1]
+        for other in runs[1:]:
+            for a, b in zip(no_backoff, other, strict=True):
+                assert a.seed == b.seed
+                assert a.series["requests"] == b.series["requests"]
+                assert sum(a.series["requests"]) > 0
     # at a 5 s spike the policies behave differently on that same workload (seed 0 sticks
     # without backoff): the identical requests are not because nothing happened
     assert no_backoff[0].stuck and not jitter[0].stuck

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 from stormproof._validate import finite_above, finite_at_least, int_at_least
+from stormproof.policies.breaker import BreakerOpen, CircuitBreaker
 from stormproof.policies.retry import GiveUp, RetryCall, RetryPolicy
 from stormproof.sim.kernel import Simulation
 from stormproof.sim.metrics import BucketCounters
@@ -36,13 +37,14 @@ _TIMEOUT = TimeoutError("attempt timed out at the client")
 
 
 class _Request:
-    __slots__ = ("arrived", "call", "live", "sent", "timer")
+    __slots__ = ("arrived", "call", "live", "sent", "sent_at", "timer")
 
     def __init__(self, arrived: float, call: RetryCall) -> None:
         self.arrived = arrived
         self.call = call
         self.sent = 0  # attempts sent so far; also the id of the newest attempt
         self.live = 0  # id of the attempt whose reply is awaited, 0 when none
+        self.sent_at = arrived
         self.timer: list[Any] | None = None
 
 
@@ -58,11 +60,14 @@ class _RetryingClient:
         network_latency: draws one-way latency (seconds) from a random stream.
         metrics: where counters go.
         name: prefix of the client's random streams.
+        breaker: an optional circuit breaker shared by all requests; a refused attempt is
+            counted as ``short_circuits`` and handed to the policy as a ``BreakerOpen`` error.
     """
 
     __slots__ = (
         "_backoff_rng",
         "_network_rng",
+        "breaker",
         "latencies",
         "metrics",
         "network_latency",
@@ -82,8 +87,10 @@ class _RetryingClient:
         network_latency: Callable[[Any], float],
         metrics: BucketCounters,
         name: str = "client",
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         finite_above("timeout", timeout, 0.0)
+        self.breaker = breaker
         self.sim = sim
         self.server = server
         self.policy = policy
@@ -108,7 +115,17 @@ class _RetryingClient:
     def _send(self, request: _Request) -> None:
         sim = self.sim
         now = sim.now()
+        if self.breaker is not None:
+            try:
+                self.breaker.check(now)
+            except BreakerOpen as refused:
+                # Refused before anything is sent: the policy decides, and by default honours
+                # the breaker's retry_after (time until it half-opens) as a server delay.
+                self.metrics.add("short_circuits", now)
+                self._after_failure(request, now, refused, False)
+                return
         request.sent += 1
+        request.sent_at = now
         request.live = request.sent
         self.metrics.add("attempts", now)
         if request.sent > 1:
@@ -132,6 +149,8 @@ class _RetryingClient:
         request.live = 0
         if request.timer is not None:
             Simulation.cancel(request.timer)
+        if self.breaker is not None:
+            self.breaker.record(now, success=True, duration=now - request.sent_at)
         self.metrics.add("useful_work", now, work)
         self.metrics.add("successes", now)
         self.metrics.add("latency_sum", now, now - request.arrived)
@@ -145,7 +164,14 @@ class _RetryingClient:
         now = self.sim.now()
         request.live = 0
         self.metrics.add("timeouts", now)
-        decision = request.call.on_failure(now, _TIMEOUT, timed_out=True)
+        if self.breaker is not None:
+            self.breaker.record(now, success=False, duration=now - request.sent_at)
+        self._after_failure(request, now, _TIMEOUT, True)
+
+    def _after_failure(
+        self, request: _Request, now: float, error: BaseException, timed_out: bool
+    ) -> None:
+        decision = request.call.on_failure(now, error, timed_out=timed_out)
         if isinstance(decision, GiveUp):
             self.metrics.add("failures", now)
             self._finished(request, False)
@@ -183,6 +209,7 @@ class OpenLoopClient(_RetryingClient):
         metrics: BucketCounters,
         horizon: float,
         name: str = "client",
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         super().__init__(
             sim,
@@ -192,6 +219,7 @@ class OpenLoopClient(_RetryingClient):
             network_latency=network_latency,
             metrics=metrics,
             name=name,
+            breaker=breaker,
         )
         self.arrivals = arrivals
         self.horizon = horizon
@@ -234,6 +262,7 @@ class ClosedLoopClient(_RetryingClient):
         metrics: BucketCounters,
         horizon: float,
         name: str = "client",
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         int_at_least("users", users, 1)
         finite_at_least("think_time", think_time, 0.0)
@@ -245,6 +274,7 @@ class ClosedLoopClient(_RetryingClient):
             network_latency=network_latency,
             metrics=metrics,
             name=name,
+            breaker=breaker,
         )
         self.users = users
         self.think_time = think_time

@@ -18,6 +18,8 @@ from collections.abc import Mapping
 
 from stormproof.errors import ConfigError
 from stormproof.policies.backoff import Exponential, Jitter, NoBackoff
+from stormproof.policies.breaker import BreakerConfig, CircuitBreaker
+from stormproof.policies.budget import RatioBudget
 from stormproof.policies.retry import RetryPolicy
 from stormproof.sim.kernel import Simulation
 from stormproof.sim.metrics import BucketCounters
@@ -37,7 +39,9 @@ class SimpleCollapse(Scenario):
 
     name = "simple-collapse"
     description = "Open-loop retry storm after a load spike (golden model, Brooker)"
-    policies = ("no_backoff", "backoff_full_jitter")
+    #: The first two are the golden model's; the others show stormproof's answers to the same
+    #: storm without backoff: a shared retry budget, and a circuit breaker.
+    policies = ("no_backoff", "backoff_full_jitter", "retry_budget", "circuit_breaker")
     stuck_rule = "mean successes per second over [late_start, horizon) below stuck_below"
     params = (
         Param("rate", 40, "new requests per second", f"{_GOLDEN}: 'Poisson arrivals at 40/s'", 0),
@@ -100,17 +104,37 @@ class SimpleCollapse(Scenario):
             raise ConfigError("late_start", "must be < horizon", params["late_start"])
 
     def policy(self, name: str, params: Mapping[str, float]) -> RetryPolicy:
-        """The retry policy called ``name`` for these parameters."""
+        """The retry policy called ``name`` for these parameters (a new object per run)."""
         self.check_policy(name)
         attempts = int(params["max_attempts"])
-        if name == "no_backoff":
-            return RetryPolicy(max_attempts=attempts, backoff=NoBackoff())
-        # b doubles before each re-send starting from b0: the first re-send waits U(0, 2 b0).
-        return RetryPolicy(
-            max_attempts=attempts,
-            backoff=Exponential(
-                base=2 * params["backoff_b0"], factor=2.0, cap=1.0e9, jitter=Jitter.FULL
-            ),
+        if name == "backoff_full_jitter":
+            # b doubles before each re-send starting from b0: the first re-send waits U(0, 2 b0).
+            return RetryPolicy(
+                max_attempts=attempts,
+                backoff=Exponential(
+                    base=2 * params["backoff_b0"], factor=2.0, cap=1.0e9, jitter=Jitter.FULL
+                ),
+            )
+        if name == "retry_budget":
+            # Finagle's defaults: retries may add 20 % of recent requests plus 10/s.
+            return RetryPolicy(max_attempts=attempts, backoff=NoBackoff(), budget=RatioBudget())
+        return RetryPolicy(max_attempts=attempts, backoff=NoBackoff())
+
+    def breaker(self, name: str) -> CircuitBreaker | None:
+        """The circuit breaker of policy ``name``, if it has one (a new object per run)."""
+        if name != "circuit_breaker":
+            return None
+        # A time window a little longer than the client timeout, opening at half the calls
+        # failing, probing after 5 s (resilience4j's 50 %; Polly's 5 s break).
+        return CircuitBreaker(
+            BreakerConfig(
+                window="time",
+                window_size=5.0,
+                minimum_calls=20,
+                failure_rate_threshold=0.5,
+                open_duration=5.0,
+                half_open_probes=10,
+            )
         )
 
     def run(
@@ -137,6 +161,7 @@ class SimpleCollapse(Scenario):
             network_latency=(lambda rng: rng.expovariate(1.0 / mean)) if mean > 0 else _zero,
             metrics=metrics,
             horizon=params["horizon"],
+            breaker=self.breaker(policy),
         )
         client.start()
         horizon = params["horizon"]

@@ -31,4 +31,6 @@ def test_the_breaker_short_circuits_during_the_storm() -> None:
     run = scenario.run(params, "circuit_breaker", 0, series=True)
     calm = scenario.run(scenario.resolve({"spike_s": 0}), "circuit_breaker", 0)
     assert not run.stuck and not calm.stuck
-    assert calm.metrics["failures"] == 0.0  # no storm, the breaker never opens
+    assert run.metrics["short_circuits"] > 0
+    assert calm.metrics["short_circuits"] == 0.0  # no storm: the breaker never opens
+    assert calm.metrics["failures"] == 0.0

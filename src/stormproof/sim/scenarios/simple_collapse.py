@@ -184,6 +184,7 @@ class SimpleCollapse(Scenario):
             "time_to_recover_s": recovery,
             "recovered": 0.0 if math.isnan(recovery) else 1.0,
             "failures": metrics.total("failures"),
+            "short_circuits": metrics.total("short_circuits"),
             "latency_p50_s": percentile(client.latencies, 0.50),
             "latency_p99_s": percentile(client.latencies, 0.99),
             "peak_concurrency": float(server.peak_in_service),

@@ -216,3 +216,21 @@ def test_half_open_never_admits_more_probes_than_configured(
         elif in_flight:
             in_flight -= 1
             breaker.record(now, success=op == "success")
+
+
+def test_release_returns_a_half_open_probe_without_recording() -> None:
+    breaker = CircuitBreaker(small(half_open_probes=1))
+    trip(breaker)
+    assert breaker.allow(30.0)
+    assert not breaker.allow(30.0)
+    breaker.release(30.0)  # the probe was cancelled
+    assert breaker.state(30.0) is BreakerState.HALF_OPEN
+    assert breaker.allow(30.0)
+    breaker.record_success(31.0)
+    assert breaker.state(31.0) is BreakerState.CLOSED
+
+
+def test_time_window_must_be_whole_seconds() -> None:
+    with pytest.raises(ConfigError) as excinfo:
+        BreakerConfig(window="time", window_size=2.5, minimum_calls=1)
+    assert excinfo.value.field == "window_size"

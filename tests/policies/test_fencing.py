@@ -154,3 +154,12 @@ def test_lease_ttl_must_be_positive() -> None:
     with pytest.raises(ConfigError) as excinfo:
         Lease(ttl=0.0)
     assert excinfo.value.field == "ttl"
+
+
+def test_accepts_with_now_refuses_a_lapsed_holder_before_anyone_else_acquires() -> None:
+    lease = Lease(ttl=5.0)
+    grant = lease.acquire(0.0, "a")
+    assert grant is not None
+    assert lease.accepts(grant.token, now=4.9)
+    assert not lease.accepts(grant.token, now=5.0)
+    assert lease.accepts(grant.token)  # without now: only the token is checked

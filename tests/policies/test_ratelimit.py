@@ -130,3 +130,21 @@ def test_keyed_limiter_keeps_keys_apart_and_bounds_them() -> None:
     assert keyed.acquire("b", 0.0) is GRANTED  # b comes back with a fresh bucket
     with pytest.raises(ConfigError):
         KeyedLimiter(lambda: GCRA(1.0, 1.0), max_keys=0)
+
+
+@pytest.mark.parametrize("start", [0.1, 0.3, 7.7, 1234.567])
+def test_gcra_grants_a_full_burst_at_any_start_time(start: float) -> None:
+    gcra = GCRA(rate=10.0, burst=5.0)
+    assert [gcra.acquire(start) for _ in range(5)] == [GRANTED] * 5
+    assert isinstance(gcra.acquire(start), Rejected)
+    assert GCRA(rate=1.0, burst=1.0).acquire(start) is GRANTED
+
+
+@pytest.mark.parametrize("kind", LIMITERS)
+@pytest.mark.parametrize("cost", [0.0, -1.0, math.nan])
+def test_a_cost_that_is_not_positive_is_an_error(
+    kind: type[TokenBucket] | type[GCRA], cost: float
+) -> None:
+    with pytest.raises(ConfigError) as excinfo:
+        kind(rate=1.0, burst=2.0).acquire(0.0, cost)
+    assert excinfo.value.field == "cost"

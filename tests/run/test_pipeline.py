@@ -326,3 +326,67 @@ async def test_hedge_raises_the_last_error_when_all_fail() -> None:
     with pytest.raises(ConnectionError, match="down-2"):
         await pipeline.acall(fails)
     assert calls == 2
+
+
+@pytest.mark.asyncio
+async def test_a_waiter_cancelled_as_its_permit_arrives_passes_it_on_once() -> None:
+    bulkhead = Bulkhead(1, max_queue=2)
+    pipeline = Pipeline([Concurrency(bulkhead)], clock=ManualClock())
+    release = asyncio.Event()
+    tasks: dict[str, asyncio.Task[str]] = {}
+    peak = 0
+
+    async def hold() -> str:
+        await release.wait()
+        # Cancel the first waiter in the very step that hands it this permit: its future is
+        # cancelled, its handler has not run yet.
+        tasks["doomed"].cancel()
+        return "held"
+
+    async def quick() -> str:
+        nonlocal peak
+        peak = max(peak, bulkhead.in_use)
+        return "quick"
+
+    tasks["holder"] = asyncio.create_task(pipeline.acall(hold))
+    await asyncio.sleep(0)
+    tasks["doomed"] = asyncio.create_task(pipeline.acall(quick))
+    tasks["second"] = asyncio.create_task(pipeline.acall(quick))
+    await asyncio.sleep(0)
+    release.set()
+    assert await tasks["holder"] == "held"
+    assert await tasks["second"] == "quick"
+    with pytest.raises(asyncio.CancelledError):
+        await tasks["doomed"]
+    assert bulkhead.in_use == 0 and bulkhead.queued == 0 and peak == 1
+
+
+@pytest.mark.asyncio
+async def test_a_cancelled_probe_does_not_wedge_a_half_open_breaker() -> None:
+    clock = ManualClock()
+    breaker = CircuitBreaker(
+        BreakerConfig(window_size=2, minimum_calls=2, open_duration=1.0, half_open_probes=1)
+    )
+    pipeline = Pipeline([Breaker(breaker)], clock=clock)
+    breaker.force_open(0.0)
+    clock.advance(1.0)
+
+    async def hang() -> None:
+        await asyncio.Event().wait()
+
+    probe = asyncio.create_task(pipeline.acall(hang))
+    await asyncio.sleep(0)
+    probe.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await probe
+
+    # The cancellation counted neither way: the breaker is still half-open, its probe permit
+    # came back, and the next call is the probe that decides.
+    assert breaker.state(clock.now()) is BreakerState.HALF_OPEN
+
+    async def down() -> str:
+        raise ConnectionError
+
+    with pytest.raises(ConnectionError):
+        await pipeline.acall(down)
+    assert breaker.state(clock.now()) is BreakerState.OPEN

@@ -455,10 +455,12 @@ class AdaptiveThrottle:
 
     __slots__ = (
         "_accepts",
+        "_boundary",
         "_bucket_accepts",
         "_bucket_requests",
         "_head",
         "_requests",
+        "_slot",
         "_width",
         "buckets",
         "k",
@@ -478,9 +480,15 @@ class AdaptiveThrottle:
         self._requests = 0
         self._accepts = 0
         self._head: int | None = None  # index of the newest time slice seen
+        self._boundary = -math.inf  # where the newest slice ends
+        self._slot = 0
 
     def _advance(self, now: float) -> int:
         """Move the window to ``now``, forgetting slices that fell out; returns the slot."""
+        if now < self._boundary:
+            # Still in the newest slice, the common case: no division needed. An earlier time
+            # (a clock that stepped back) is also booked here.
+            return self._slot
         index = int(now // self._width)
         head = self._head
         n = self.buckets
@@ -502,8 +510,10 @@ class AdaptiveThrottle:
         else:
             # A time before the newest seen is booked into the newest slice: clocks handed to
             # a sans-IO policy may step back a little, and the window must not grow stale.
-            index = head
-        return index % n
+            return head % n
+        self._boundary = (index + 1) * self._width
+        self._slot = index % n
+        return self._slot
 
     def counts(self, now: float) -> tuple[int, int]:
         """``(requests, accepts)`` within the window at ``now``."""

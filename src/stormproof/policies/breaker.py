@@ -46,6 +46,13 @@ class BreakerState(enum.StrEnum):
     ISOLATED = "isolated"
 
 
+# Enum attribute lookups cost ~80 ns each on Python 3.11; the decision path uses these.
+_CLOSED = BreakerState.CLOSED
+_OPEN = BreakerState.OPEN
+_HALF_OPEN = BreakerState.HALF_OPEN
+_ISOLATED = BreakerState.ISOLATED
+
+
 class BreakerOpen(StormproofError):
     """A call was refused because the breaker is open, half-open with no probe left, or isolated.
 
@@ -100,6 +107,12 @@ class BreakerConfig:
                 )
         else:
             finite_at_least("window_size", self.window_size, 1.0)
+            if self.window_size != int(self.window_size):
+                raise ConfigError(
+                    "window_size",
+                    "must be whole seconds (the window keeps 1 s buckets)",
+                    self.window_size,
+                )
         int_at_least("minimum_calls", self.minimum_calls, 1)
         for name in ("failure_rate_threshold", "slow_call_rate_threshold"):
             value = getattr(self, name)
@@ -125,31 +138,39 @@ class BreakerConfig:
 
 
 class _CountWindow:
-    """The outcomes of the last ``size`` calls, with running totals."""
+    """The outcomes of the last ``size`` calls, with running totals.
 
-    __slots__ = ("calls", "failures", "outcomes", "size", "slow")
+    Outcomes are kept as small codes (1 = failed, 2 = slow) in a ring, so adding one is a few
+    integer operations rather than a deque of tuples.
+    """
+
+    __slots__ = ("_next", "_ring", "calls", "failures", "size", "slow")
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self.outcomes: deque[tuple[bool, bool]] = deque()
+        self._ring = [0] * size
+        self._next = 0
         self.calls = self.failures = self.slow = 0
 
     def add(self, now: float, failed: bool, slow: bool) -> None:
-        if len(self.outcomes) == self.size:
-            old_failed, old_slow = self.outcomes.popleft()
-            self.calls -= 1
-            self.failures -= old_failed
-            self.slow -= old_slow
-        self.outcomes.append((failed, slow))
-        self.calls += 1
+        index = self._next
+        if self.calls == self.size:
+            old = self._ring[index]
+            self.failures -= old & 1
+            self.slow -= old >> 1
+        else:
+            self.calls += 1
+        self._ring[index] = failed + 2 * slow
         self.failures += failed
         self.slow += slow
+        index += 1
+        self._next = 0 if index == self.size else index
 
     def expire(self, now: float) -> None:
         """Count windows do not age."""
 
     def clear(self) -> None:
-        self.outcomes.clear()
+        self._next = 0
         self.calls = self.failures = self.slow = 0
 
 
@@ -238,7 +259,7 @@ class CircuitBreaker:
             if self.config.window == "count"
             else _TimeWindow(self.config.window_size)
         )
-        self._state = BreakerState.CLOSED
+        self._state = _CLOSED
         self._opened_at = 0.0
         self._half_open_permits = 0
         self._half_open_recorded = 0
@@ -249,20 +270,20 @@ class CircuitBreaker:
 
     def state(self, now: float) -> BreakerState:
         """The state at ``now`` (an open breaker whose time is up reports half-open)."""
-        if self._state is BreakerState.OPEN and now >= self._opened_at + self.config.open_duration:
-            return BreakerState.HALF_OPEN
+        if self._state is _OPEN and now >= self._opened_at + self.config.open_duration:
+            return _HALF_OPEN
         return self._state
 
     def allow(self, now: float) -> bool:
         """Whether a call may go ahead now. In half-open, each ``True`` uses up one probe."""
         state = self._state
-        if state is BreakerState.CLOSED:
+        if state is _CLOSED:
             return True
-        if state is BreakerState.OPEN:
+        if state is _OPEN:
             if now < self._opened_at + self.config.open_duration:
                 return False
-            self._transition(now, BreakerState.HALF_OPEN, "open_duration elapsed")
-        elif state is BreakerState.ISOLATED:
+            self._transition(now, _HALF_OPEN, "open_duration elapsed")
+        elif state is _ISOLATED:
             return False
         if self._half_open_permits < self.config.half_open_probes:
             self._half_open_permits += 1
@@ -274,9 +295,9 @@ class CircuitBreaker:
         if not self.allow(now):
             state = self.state(now)
             retry_after = None
-            if state is BreakerState.OPEN:
+            if state is _OPEN:
                 retry_after = self._opened_at + self.config.open_duration - now
-            elif state is BreakerState.HALF_OPEN:
+            elif state is _HALF_OPEN:
                 retry_after = 0.0
             raise BreakerOpen(self.name, state, retry_after)
 
@@ -294,14 +315,16 @@ class CircuitBreaker:
         slow = slow_limit is not None and duration >= slow_limit
         failed = not success
         state = self._state
-        if state is BreakerState.CLOSED:
+        if state is _CLOSED:
             window = self._window
             window.add(now, failed, slow)
-            if window.calls >= self.config.minimum_calls:
+            # A window with neither failures nor slow calls cannot trip: skip the rate check
+            # on the healthy path, which is most calls.
+            if (window.failures or window.slow) and window.calls >= self.config.minimum_calls:
                 reason = self._tripped(window.failures, window.slow, window.calls)
                 if reason:
                     self._open(now, reason)
-        elif state is BreakerState.HALF_OPEN:
+        elif state is _HALF_OPEN:
             self._half_open_recorded += 1
             self._half_open_failures += failed
             self._half_open_slow += slow
@@ -312,9 +335,18 @@ class CircuitBreaker:
                 if reason:
                     self._open(now, f"probes: {reason}")
                 else:
-                    self._transition(now, BreakerState.CLOSED, "probes succeeded")
+                    self._transition(now, _CLOSED, "probes succeeded")
         # Outcomes that arrive while open or isolated belong to calls started before the
         # breaker opened; they no longer change anything.
+
+    def release(self, now: float) -> None:
+        """Give back the permit of an allowed call whose outcome is unknown (it was cancelled).
+
+        Nothing is recorded. In half-open this returns the probe permit, so another probe may
+        run; otherwise it has no effect.
+        """
+        if self._state is _HALF_OPEN and self._half_open_permits > self._half_open_recorded:
+            self._half_open_permits -= 1
 
     def record_success(self, now: float, duration: float = 0.0) -> None:
         """Shorthand for ``record(now, success=True, duration=duration)``."""
@@ -328,7 +360,7 @@ class CircuitBreaker:
 
     def isolate(self, now: float) -> None:
         """Force the breaker open until :meth:`reset` (an operator's kill switch)."""
-        self._transition(now, BreakerState.ISOLATED, "isolated by operator")
+        self._transition(now, _ISOLATED, "isolated by operator")
 
     def force_open(self, now: float) -> None:
         """Open the breaker now, for ``open_duration``, as if it had tripped."""
@@ -337,7 +369,7 @@ class CircuitBreaker:
     def reset(self, now: float) -> None:
         """Close the breaker and forget the window (also ends isolation)."""
         self._window.clear()
-        self._transition(now, BreakerState.CLOSED, "reset")
+        self._transition(now, _CLOSED, "reset")
 
     # -- internals ------------------------------------------------------------------------
 
@@ -354,7 +386,7 @@ class CircuitBreaker:
 
     def _open(self, now: float, reason: str) -> None:
         self._opened_at = now
-        self._transition(now, BreakerState.OPEN, reason)
+        self._transition(now, _OPEN, reason)
 
     def _transition(self, now: float, new: BreakerState, reason: str) -> None:
         old = self._state
@@ -363,7 +395,7 @@ class CircuitBreaker:
         self._half_open_recorded = 0
         self._half_open_failures = 0
         self._half_open_slow = 0
-        if new is BreakerState.CLOSED or new is BreakerState.OPEN:
+        if new is _CLOSED or new is _OPEN:
             self._window.clear()
         if self._on_state_change is not None and old is not new:
             self._on_state_change(StateChange(now, old, new, reason))

@@ -193,9 +193,16 @@ class Lease:
         self._grant = None
         return True
 
-    def accepts(self, token: int) -> bool:
-        """Resource-side fencing: only the newest token ever granted may write."""
-        return token == self._highest_token
+    def accepts(self, token: int, now: float | None = None) -> bool:
+        """Resource-side fencing: whether the holder of ``token`` may write.
+
+        Only the newest token ever granted may: a holder whose lease was taken over is refused
+        even if it does not know it yet. With ``now``, the lease must also be live at ``now``,
+        which refuses a lapsed holder before anyone else has acquired the lease.
+        """
+        if token != self._highest_token:
+            return False
+        return now is None or self.grant(now) is not None
 
     def __repr__(self) -> str:
         return f"Lease(ttl={self.ttl:g}, grant={self._grant!r})"

@@ -167,10 +167,11 @@ class Fallback:
 class Hedge:
     """Async only: start up to ``max_hedges`` extra calls, one every ``delay`` s, first wins.
 
-    If the call has not finished after ``delay`` seconds another is started, and so on; the first
-    success is returned and the others are cancelled. Hedging trades extra load for tail
-    latency; keep ``max_hedges`` small and the delay near the p95 latency, and never hedge a
-    dependency that is overloaded (put it inside a breaker).
+    If the call has not finished after ``delay`` seconds another is started, and so on; a call
+    that fails is replaced at once (while hedges remain), as Polly's hedging does. The first
+    success is returned and the others are cancelled; when every call failed, the last error.
+    Hedging trades extra load for tail latency; keep ``max_hedges`` small and the delay near
+    the p95 latency, and never hedge a dependency that is overloaded (put it inside a breaker).
     """
 
     delay: float

@@ -94,23 +94,28 @@ class TokenBucket:
 
     def available(self, now: float) -> float:
         """Tokens in the bucket at ``now`` (negative while waiters are owed tokens)."""
-        self._refill(now)
-        return self._tokens
+        return self._refill(now)
 
-    def _refill(self, now: float) -> None:
+    def _refill(self, now: float) -> float:
+        """Add the tokens earned since the last update; returns the balance."""
         updated = self._updated
+        tokens = self._tokens
         if updated is None:
             self._updated = now
         elif now > updated:
-            self._tokens = min(self.burst, self._tokens + (now - updated) * self.rate)
+            # A conditional, not min(): this runs on every decision.
+            tokens += (now - updated) * self.rate
+            if tokens > self.burst:
+                tokens = self.burst
+            self._tokens = tokens
             self._updated = now
+        return tokens
 
     def acquire(self, now: float, cost: float = 1.0) -> Granted | Wait | Rejected:
         """Take ``cost`` tokens now, wait for them, or be rejected (see the class docstring)."""
-        if cost > self.burst:
-            return Rejected(float("inf"), f"cost {cost:g} exceeds burst {self.burst:g}")
-        self._refill(now)
-        tokens = self._tokens
+        if not 0.0 < cost <= self.burst:
+            return _bad_cost(cost, self.burst)
+        tokens = self._refill(now)
         if tokens >= cost:
             self._tokens = tokens - cost
             return GRANTED
@@ -144,19 +149,27 @@ class GCRA:
 
     def acquire(self, now: float, cost: float = 1.0) -> Granted | Wait | Rejected:
         """Take ``cost`` permits now, wait for them, or be rejected."""
-        if cost > self.burst:
-            return Rejected(float("inf"), f"cost {cost:g} exceeds burst {self.burst:g}")
+        if not 0.0 < cost <= self.burst:
+            return _bad_cost(cost, self.burst)
         tat = self._tat if self._tat > now else now
-        new_tat = tat + cost / self.rate
-        allowed_at = new_tat - self.burst / self.rate
-        if allowed_at <= now:
-            self._tat = new_tat
+        # How long until the request conforms: zero or less is now. Written as one difference
+        # from the TAT (not as "new TAT - burst interval <= now") so that a fresh limiter's
+        # first requests compare exactly, without float residue.
+        delay = (tat - now) - (self.burst - cost) / self.rate
+        if delay <= 0.0:
+            self._tat = tat + cost / self.rate
             return GRANTED
-        delay = allowed_at - now
         if delay <= self.max_wait:
-            self._tat = new_tat
+            self._tat = tat + cost / self.rate
             return Wait(delay)
         return Rejected(delay)
+
+
+def _bad_cost(cost: float, burst: float) -> Rejected:
+    """A cost above the burst can never be granted; a cost that is not positive is an error."""
+    if cost > burst:
+        return Rejected(float("inf"), f"cost {cost:g} exceeds burst {burst:g}")
+    raise ConfigError("cost", "must be a number > 0", cost)
 
 
 L = TypeVar("L", bound=RateLimiter)

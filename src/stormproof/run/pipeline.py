@@ -138,6 +138,12 @@ class Pipeline:
 
     def _breaker_failed(self, strategy: Breaker, started: float, error: BaseException) -> None:
         now = self.clock.now()
+        if not isinstance(error, Exception):
+            # Cancelled or interrupted: the outcome is unknown, so nothing is recorded; a
+            # half-open probe permit is handed back so the breaker is not left waiting for it.
+            strategy.breaker.release(now)
+            self._emit("breaker", "released", type(error).__name__)
+            return
         failed = strategy.failure_on(error)
         strategy.breaker.record(now, success=not failed, duration=now - started)
         self._emit("breaker", "failure" if failed else "success", type(error).__name__)
@@ -300,12 +306,14 @@ class Pipeline:
             waiter = ticket.waiter
             if waiter is not None and not waiter.done():
                 waiter.set_result(None)
-            else:  # the waiter is gone; give the permit to the next one
-                self._hand_over(bulkhead)
+            # Otherwise the waiter was cancelled in this same step: its task still runs its
+            # handler, sees the ticket admitted and passes the permit on itself. Releasing here
+            # too would free the permit twice.
 
     async def _hedge(self, strategy: Hedge, inner: Callable[[], Awaitable[R]]) -> R:
         loop = asyncio.get_running_loop()
         attempts: list[asyncio.Task[R]] = [loop.create_task(_await(inner))]
+        number = {attempts[0]: 1}  # which call (1 = the original) each task is
         started = 1
         last_error: BaseException | None = None
         timer: asyncio.Task[None] | None = None
@@ -320,7 +328,7 @@ class Pipeline:
                 for task in [t for t in attempts if t in done]:
                     attempts.remove(task)
                     if task.exception() is None:
-                        self._emit("hedge", "won", attempt=started)
+                        self._emit("hedge", "won", attempt=number[task])
                         return task.result()
                     last_error = task.exception()
                 hedge_now = timer is not None and timer in done
@@ -330,6 +338,7 @@ class Pipeline:
                     started += 1
                     self._emit("hedge", "started", attempt=started)
                     attempts.append(loop.create_task(_await(inner)))
+                    number[attempts[-1]] = started
                     if timer is not None:
                         timer.cancel()
                         timer = None

@@ -223,7 +223,12 @@ class Simulation:
                 if callback is not None:
                     self._now = time
                     ran += 1
-                    callback(*args)
+                    # Most callbacks take no arguments; a plain call is cheaper than unpacking
+                    # an empty tuple.
+                    if args:
+                        callback(*args)
+                    else:
+                        callback()
             self.events_run += ran
         else:
             self._run_observed(until)
@@ -273,7 +278,10 @@ class Simulation:
             if len(times) >= 4096:
                 self.events_run = ran
                 self._flush_trace()
-            callback(*args)
+            if args:
+                callback(*args)
+            else:
+                callback()
         self.events_run = ran
 
     def _flush_trace(self) -> None:

@@ -1,0 +1,63 @@
+"""Durable stores behind one small protocol, opened by URL.
+
+    store = stormproof.stores.open("sqlite:///var/lib/app/stormproof.db")   # embedded default
+    store = stormproof.stores.open("postgresql://user@host/db")             # psycopg 3, pooled
+    store = stormproof.stores.open("redis://localhost:6379/0")               # redis-py
+    store = stormproof.stores.open("memory://")                              # tests
+    store.init()                                                             # explicit, idempotent
+
+Query parameters select a table (SQL) or key prefix (Redis): ``?table=...``, ``?prefix=...``,
+so several applications or test runs can share one database. The heavy back ends are optional
+extras (``stormproof[postgres]``, ``stormproof[redis]``) imported only when their URL is opened.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from stormproof.errors import ConfigError
+from stormproof.stores.base import (
+    SCHEMA_VERSION,
+    Claim,
+    IdempotencyRecord,
+    IdempotencyStore,
+    RecordStatus,
+)
+from stormproof.stores.memory import MemoryStore
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "Claim",
+    "IdempotencyRecord",
+    "IdempotencyStore",
+    "MemoryStore",
+    "RecordStatus",
+    "open",
+]
+
+_SCHEMES = ("memory", "sqlite", "postgresql", "postgres", "redis")
+
+
+def open(url: str) -> IdempotencyStore:
+    """Open the store at ``url``; unknown schemes list the supported ones.
+
+    Opening does not create anything: call ``init()`` once (or ``stormproof stores init URL``).
+    """
+    scheme = urlsplit(url).scheme
+    if scheme == "memory":
+        return MemoryStore(url)
+    if scheme == "sqlite":
+        from stormproof.stores.sqlite import SQLiteStore
+
+        return SQLiteStore(url)
+    if scheme in ("postgresql", "postgres"):
+        from stormproof.stores.postgres import PostgresStore
+
+        return PostgresStore(url)
+    if scheme == "redis":
+        from stormproof.stores.redis import RedisStore
+
+        return RedisStore(url)
+    raise ConfigError(
+        "url", f"scheme {scheme!r} is not supported; use one of {', '.join(_SCHEMES)}", url
+    )

@@ -204,6 +204,38 @@ def _cell(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4g}"
 
 
+stores_app = typer.Typer(
+    help="Durable stores: create schemas, check versions.", no_args_is_help=True
+)
+app.add_typer(stores_app, name="stores")
+
+
+@stores_app.command("init")
+def stores_init(
+    url: Annotated[
+        str, typer.Argument(help="Store URL, e.g. sqlite:///app.db or postgresql://...")
+    ],
+) -> None:
+    """Create the store's tables or keys if missing (safe to run again) and show the version."""
+    from stormproof import stores
+
+    err = Console(stderr=True)
+    try:
+        store = stores.open(url)
+    except ConfigError as error:
+        err.print("[red]error:[/red]", escape(str(error)))
+        raise typer.Exit(2) from None
+    try:
+        store.init()
+        version = store.schema_version()
+    except Exception as error:
+        err.print("[red]error:[/red]", escape(f"{type(error).__name__}: {error}"))
+        raise typer.Exit(1) from None
+    finally:
+        store.close()
+    Console().print(f"{escape(url)}: schema version {version}")
+
+
 def main() -> None:
     """Entry point of the ``stormproof`` script."""
     app()

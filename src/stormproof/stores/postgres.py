@@ -1,0 +1,360 @@
+"""A PostgreSQL store (psycopg 3 with a ``psycopg_pool`` connection pool).
+
+URL: ``postgresql://user:password@host:port/dbname?table=name&pool_min=1&pool_max=10``.
+stormproof's own query parameters are removed; everything else (``sslmode``,
+``connect_timeout``, ``application_name``, ...) is passed to libpq unchanged:
+
+* ``table`` -- the records table (default ``stormproof_idempotency``), a plain SQL identifier;
+* ``pool_min`` / ``pool_max`` -- connections kept open / opened at most (default 1 and 10);
+* ``pool_timeout`` -- seconds to wait for a connection from the pool (default 30).
+
+The pool is opened on first use, so constructing a store touches no server. Each operation is
+one short transaction, committed before the method returns. ``claim`` is a single
+``INSERT ... ON CONFLICT DO UPDATE ... WHERE <claimable>`` statement, so concurrent claimers in
+any number of processes are serialised by PostgreSQL's row lock: exactly one of them wins.
+
+Schema: one table per ``table`` parameter, and a shared ``stormproof_schema`` table with one
+``(name, version)`` row per records table. ``init`` takes a transaction-level advisory lock
+around its DDL, so several processes may run it at once.
+
+PostgreSQL ``text`` cannot hold NUL characters, which Python strings (and so keys) may contain.
+Strings that contain NUL, or that start with the escape marker ``%nul%``, are stored escaped
+(marker, then ``%`` as ``%25`` and NUL as ``%00``) and decoded when read; every other string is
+stored as given, so records stay readable and queryable in SQL.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, Final
+from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
+from psycopg_pool import ConnectionPool
+
+from stormproof._validate import finite_above, int_at_least
+from stormproof.errors import ConfigError
+from stormproof.stores.base import SCHEMA_VERSION, Claim, IdempotencyRecord, RecordStatus
+
+__all__ = ["DEFAULT_TABLE", "PostgresStore", "PostgresURL", "parse_url"]
+
+#: The records table used when the URL has no ``table`` parameter.
+DEFAULT_TABLE: Final = "stormproof_idempotency"
+_SCHEMA_TABLE: Final = "stormproof_schema"
+_DEFAULT_POOL_MIN: Final = 1
+_DEFAULT_POOL_MAX: Final = 10
+_DEFAULT_POOL_TIMEOUT: Final = 30.0
+#: The key of the advisory lock that serialises ``init`` (and ``drop``) between processes:
+#: "stormprf" as a big-endian 64-bit integer.
+_SCHEMA_LOCK: Final = int.from_bytes(b"stormprf", "big", signed=True)
+_OWN_PARAMS: Final = ("table", "pool_min", "pool_max", "pool_timeout")
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+#: How often ``claim`` retries when the row it lost to vanished before it could be read.
+_CLAIM_ATTEMPTS: Final = 8
+
+_MARKER: Final = "%nul%"
+_UNESCAPE = re.compile("%(25|00)")
+
+
+def _encode(text: str) -> str:
+    """Make ``text`` storable in a ``text`` column (no NUL), reversibly."""
+    if "\x00" not in text and not text.startswith(_MARKER):
+        return text
+    return _MARKER + text.replace("%", "%25").replace("\x00", "%00")
+
+
+def _decode(stored: str) -> str:
+    """Invert :func:`_encode`."""
+    if not stored.startswith(_MARKER):
+        return stored
+    return _UNESCAPE.sub(
+        lambda m: "%" if m.group(1) == "25" else "\x00", stored[len(_MARKER) :]
+    )
+
+
+class PostgresURL:
+    """A parsed store URL: the libpq conninfo and stormproof's own settings."""
+
+    __slots__ = ("conninfo", "pool_max", "pool_min", "pool_timeout", "table")
+
+    def __init__(
+        self, conninfo: str, table: str, pool_min: int, pool_max: int, pool_timeout: float
+    ) -> None:
+        self.conninfo = conninfo
+        self.table = table
+        self.pool_min = pool_min
+        self.pool_max = pool_max
+        self.pool_timeout = pool_timeout
+
+    def __repr__(self) -> str:
+        return (
+            f"PostgresURL(table={self.table!r}, pool_min={self.pool_min}, "
+            f"pool_max={self.pool_max}, pool_timeout={self.pool_timeout})"
+        )
+
+
+def _int_param(field: str, raw: str, minimum: int) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(field, "must be an integer", raw) from None
+    int_at_least(field, value, minimum)
+    return value
+
+
+def parse_url(url: str) -> PostgresURL:
+    """Split ``url`` into the libpq conninfo and stormproof's parameters; ConfigError if bad."""
+    parts: SplitResult = urlsplit(url)
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise ConfigError("url", "must start with postgresql:// or postgres://", url)
+    own: dict[str, str] = {}
+    kept: list[str] = []
+    for piece in parts.query.split("&") if parts.query else ():
+        raw_name, _, raw_value = piece.partition("=")
+        name = unquote(raw_name)
+        if name in _OWN_PARAMS:
+            if name in own:
+                raise ConfigError(name, "is given more than once", url)
+            own[name] = unquote(raw_value)
+        else:
+            kept.append(piece)  # passed to libpq exactly as written
+
+    table = own.get("table", DEFAULT_TABLE)
+    if not _IDENTIFIER.fullmatch(table):
+        raise ConfigError(
+            "table", "must be an SQL identifier ([A-Za-z_][A-Za-z0-9_]*, at most 63)", table
+        )
+    if table == _SCHEMA_TABLE:
+        raise ConfigError("table", f"{_SCHEMA_TABLE!r} is reserved for the schema version", table)
+    pool_min = _int_param("pool_min", own["pool_min"], 0) if "pool_min" in own else None
+    pool_max = _int_param("pool_max", own["pool_max"], 1) if "pool_max" in own else None
+    if pool_min is None:
+        pool_min = _DEFAULT_POOL_MIN
+    if pool_max is None:
+        pool_max = max(_DEFAULT_POOL_MAX, pool_min)
+    if pool_max < pool_min:
+        raise ConfigError("pool_max", f"must be >= pool_min ({pool_min})", pool_max)
+    pool_timeout = _DEFAULT_POOL_TIMEOUT
+    if "pool_timeout" in own:
+        try:
+            pool_timeout = float(own["pool_timeout"])
+        except ValueError:
+            raise ConfigError("pool_timeout", "must be a number", own["pool_timeout"]) from None
+        finite_above("pool_timeout", pool_timeout, 0.0)
+
+    conninfo = urlunsplit(parts._replace(query="&".join(kept)))
+    try:
+        conninfo_to_dict(conninfo)  # libpq's own parser: unknown parameters, bad ports, ...
+    except psycopg.ProgrammingError as error:
+        raise ConfigError("url", f"is not a valid libpq URI: {error}", url) from None
+    return PostgresURL(conninfo, table, pool_min, pool_max, pool_timeout)
+
+
+_Row = tuple[Any, ...]
+
+
+def _record(row: _Row) -> IdempotencyRecord:
+    key, status, payload_hash, token, expires_at, lease_expires_at, result = row
+    return IdempotencyRecord(
+        _decode(key),
+        RecordStatus(status),
+        _decode(payload_hash),
+        _decode(token),
+        float(expires_at),
+        float(lease_expires_at),
+        None if result is None else _decode(result),
+    )
+
+
+class PostgresStore:
+    """Idempotency records in a PostgreSQL table. See the module docstring for the URL."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._config = parse_url(url)
+        self._pool: ConnectionPool[psycopg.Connection[_Row]] | None = None
+        self._pool_lock = threading.Lock()
+        table = sql.Identifier(self._config.table)
+        columns = sql.SQL(
+            "key, status, payload_hash, token, expires_at, lease_expires_at, result"
+        )
+        schema = sql.Identifier(_SCHEMA_TABLE)
+        self._create_schema = sql.SQL(
+            "CREATE TABLE IF NOT EXISTS {} (name TEXT PRIMARY KEY, version INTEGER NOT NULL)"
+        ).format(schema)
+        self._create_table = sql.SQL(
+            "CREATE TABLE IF NOT EXISTS {} ("
+            " key TEXT PRIMARY KEY,"
+            " status TEXT NOT NULL CHECK (status IN ('in_progress', 'completed', 'failed')),"
+            " payload_hash TEXT NOT NULL,"
+            " token TEXT NOT NULL,"
+            " expires_at DOUBLE PRECISION NOT NULL,"
+            " lease_expires_at DOUBLE PRECISION NOT NULL,"
+            " result TEXT)"
+        ).format(table)
+        self._record_version = sql.SQL(
+            "INSERT INTO {} (name, version) VALUES (%s, %s) ON CONFLICT (name) DO NOTHING"
+        ).format(schema)
+        self._select_version = sql.SQL("SELECT version FROM {} WHERE name = %s").format(schema)
+        self._delete_version = sql.SQL("DELETE FROM {} WHERE name = %s").format(schema)
+        self._drop_table = sql.SQL("DROP TABLE IF EXISTS {}").format(table)
+        # One statement: insert, or take over a claimable row; the row lock serialises claimers.
+        self._claim = sql.SQL(
+            "INSERT INTO {t} AS r ({columns})"
+            " VALUES (%(key)s, 'in_progress', %(hash)s, %(token)s, %(expires)s, %(lease)s, NULL)"
+            " ON CONFLICT (key) DO UPDATE SET"
+            " status = EXCLUDED.status, payload_hash = EXCLUDED.payload_hash,"
+            " token = EXCLUDED.token, expires_at = EXCLUDED.expires_at,"
+            " lease_expires_at = EXCLUDED.lease_expires_at, result = NULL"
+            " WHERE r.expires_at <= %(now)s OR r.status = 'failed'"
+            " OR (r.status = 'in_progress' AND r.lease_expires_at <= %(now)s)"
+            " RETURNING {columns}"
+        ).format(t=table, columns=columns)
+        self._select = sql.SQL("SELECT {} FROM {} WHERE key = %s").format(columns, table)
+        self._finish = sql.SQL(
+            "UPDATE {} SET status = %s, expires_at = %s, lease_expires_at = %s, result = %s"
+            " WHERE key = %s AND token = %s AND status = 'in_progress'"
+        ).format(table)
+        self._delete = sql.SQL(
+            "DELETE FROM {} WHERE key = %s AND token = %s AND status = 'in_progress'"
+        ).format(table)
+
+    @property
+    def table(self) -> str:
+        """The records table."""
+        return self._config.table
+
+    # -- connections ---------------------------------------------------------------------------
+
+    def _get_pool(self) -> ConnectionPool[psycopg.Connection[_Row]]:
+        pool = self._pool
+        if pool is not None:
+            return pool
+        with self._pool_lock:
+            if self._pool is None:
+                config = self._config
+                pool = ConnectionPool(
+                    config.conninfo,
+                    min_size=config.pool_min,
+                    max_size=config.pool_max,
+                    timeout=config.pool_timeout,
+                    kwargs={"autocommit": False},
+                    name=f"stormproof-{config.table}",
+                    open=False,
+                )
+                pool.open()
+                self._pool = pool
+            return self._pool
+
+    @contextmanager
+    def _transaction(self) -> Iterator[psycopg.Cursor[_Row]]:
+        """A cursor in one transaction, committed when the block exits normally."""
+        with self._get_pool().connection() as conn, conn.transaction(), conn.cursor() as cur:
+            yield cur
+
+    # -- protocol --------------------------------------------------------------------------------
+
+    def init(self) -> None:
+        """Create the tables if missing and record ``SCHEMA_VERSION``; safe to run concurrently."""
+        with self._transaction() as cur:
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+            cur.execute(self._create_schema)
+            cur.execute(self._create_table)
+            cur.execute(self._record_version, (self._config.table, SCHEMA_VERSION))
+
+    def schema_version(self) -> int | None:
+        """The version recorded by :meth:`init` for this table, or ``None`` before it."""
+        with self._transaction() as cur:
+            cur.execute("SELECT to_regclass(%s) IS NOT NULL", (_SCHEMA_TABLE,))
+            exists = cur.fetchone()
+            if exists is None or not exists[0]:
+                return None
+            cur.execute(self._select_version, (self._config.table,))
+            row = cur.fetchone()
+            return None if row is None else int(row[0])
+
+    def claim(
+        self,
+        key: str,
+        payload_hash: str,
+        token: str,
+        now: float,
+        *,
+        lease: float,
+        ttl: float,
+    ) -> Claim:
+        """Take ``key`` if it is free, expired, failed or its lease ran out (one statement)."""
+        params = {
+            "key": _encode(key),
+            "hash": _encode(payload_hash),
+            "token": _encode(token),
+            "expires": now + ttl,
+            "lease": now + lease,
+            "now": now,
+        }
+        for _ in range(_CLAIM_ATTEMPTS):
+            with self._transaction() as cur:
+                cur.execute(self._claim, params)
+                row = cur.fetchone()
+                if row is not None:
+                    return Claim(True, _record(row))
+                # ON CONFLICT locked the existing row, so it is still there for this SELECT;
+                # the retry only guards against a row deleted in between all the same.
+                cur.execute(self._select, (params["key"],))
+                row = cur.fetchone()
+                if row is not None:
+                    return Claim(False, _record(row))
+        raise RuntimeError(f"claim of {key!r} kept racing with deletions; giving up")
+
+    def _finish_claim(
+        self, status: RecordStatus, key: str, token: str, result: str, now: float, ttl: float
+    ) -> bool:
+        with self._transaction() as cur:
+            cur.execute(
+                self._finish,
+                (status.value, now + ttl, now, _encode(result), _encode(key), _encode(token)),
+            )
+            return cur.rowcount == 1
+
+    def complete(self, key: str, token: str, result: str, now: float, *, ttl: float) -> bool:
+        """Store the result if ``token`` holds the claim."""
+        return self._finish_claim(RecordStatus.COMPLETED, key, token, result, now, ttl)
+
+    def fail(self, key: str, token: str, error: str, now: float, *, ttl: float) -> bool:
+        """Keep the record as failed with ``error`` if ``token`` holds the claim."""
+        return self._finish_claim(RecordStatus.FAILED, key, token, error, now, ttl)
+
+    def release(self, key: str, token: str) -> bool:
+        """Delete the record if ``token`` holds the claim."""
+        with self._transaction() as cur:
+            cur.execute(self._delete, (_encode(key), _encode(token)))
+            return cur.rowcount == 1
+
+    def get(self, key: str) -> IdempotencyRecord | None:
+        """The record of ``key``, expired or not."""
+        with self._transaction() as cur:
+            cur.execute(self._select, (_encode(key),))
+            row = cur.fetchone()
+            return None if row is None else _record(row)
+
+    def close(self) -> None:
+        """Close the pool; a later call opens a new one."""
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
+
+    def drop(self) -> None:
+        """Drop the records table and its version row (tests and tear-down only)."""
+        with self._transaction() as cur:
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+            cur.execute(self._drop_table)
+            cur.execute("SELECT to_regclass(%s) IS NOT NULL", (_SCHEMA_TABLE,))
+            exists = cur.fetchone()
+            if exists is not None and exists[0]:
+                cur.execute(self._delete_version, (self._config.table,))

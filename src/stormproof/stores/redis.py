@@ -1,0 +1,363 @@
+"""A Redis store (redis-py): one hash per record, every state change one atomic Lua script.
+
+    store = stormproof.stores.open("redis://localhost:6379/0?prefix=billing:idem:")
+
+**URL.** Any ``redis://``, ``rediss://`` or ``unix://`` URL that :meth:`redis.Redis.from_url`
+accepts, plus two query parameters of stormproof's own, removed before the URL reaches
+redis-py:
+
+* ``prefix`` -- the namespace of this store's keys (default ``stormproof:idem:``), so several
+  applications or test runs can share one database;
+* ``ttl_margin`` -- seconds a record is kept by Redis past its ``expires_at`` (default 300; see
+  *Expiry* below).
+
+Invalid values raise :class:`~stormproof.errors.ConfigError` naming the field (``prefix``,
+``port``, ``db``, ``socket_timeout``, an unknown option's name, ...).
+
+**Layout.** The record of ``key`` is the hash ``{prefix}rec:{key}`` with the fields ``status``,
+``payload_hash``, ``token``, ``expires_at``, ``lease_expires_at`` and (completed or failed)
+``result``; ``{prefix}__schema__`` holds the schema version written by :meth:`RedisStore.init`.
+Records live under ``rec:`` so that no idempotency key -- keys are arbitrary text -- can name the
+schema key. Times are stored as ``repr(float)`` text, which parses back to the same float.
+
+**Atomicity.** ``claim``, ``complete``, ``fail`` and ``release`` each run as one Lua script
+(``EVALSHA``), so the check and the change cannot interleave with another client's. The scripts
+compare the ``now`` passed by the caller with the stored times; Redis's own clock is never used
+for the semantics.
+
+**Expiry.** Whether a record has expired is decided only by its stored ``expires_at`` against the
+caller's ``now``, exactly as in every other back end. In addition each record carries a Redis TTL
+so that Redis eventually deletes expired records by itself: a *relative* ``PEXPIRE`` of
+``(expires_at - now) + ttl_margin`` (the requested TTL plus the margin), measured by the Redis
+server from the moment of the write. It is deliberately not a ``PEXPIREAT`` to ``expires_at``:
+callers may pass any epoch times (tests pass 2023 dates), and an absolute time in the past makes
+Redis delete the key at once. The margin absorbs clock skew between the processes sharing the
+store: a record is never removed by Redis while a caller whose clock lags by less than
+``ttl_margin`` could still see it as live. Once Redis has removed an expired record, ``get``
+returns ``None`` for it instead of the expired record; a ``claim`` behaves the same either way.
+
+**Durability.** Redis acknowledges a write once it is in memory. Whether it survives a crash or
+restart of the Redis server depends entirely on the server's persistence configuration (RDB
+snapshots lose the writes since the last snapshot; AOF with ``appendfsync everysec`` up to about
+a second; only ``appendfsync always`` makes every acknowledged write durable), and with
+asynchronous replication a fail-over can lose acknowledged writes too. Use ``RedisStore`` for
+idempotency windows where losing records on a Redis crash is acceptable (a lost record lets a
+duplicate run once more), or run Redis with AOF ``appendfsync always``; otherwise prefer the
+SQLite or PostgreSQL stores. (The test server of this project keeps nothing on disk.)
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterator, Mapping
+from typing import Any, cast
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import redis
+
+from stormproof._validate import finite_above, finite_at_least
+from stormproof.errors import ConfigError
+from stormproof.stores.base import SCHEMA_VERSION, Claim, IdempotencyRecord, RecordStatus
+
+__all__ = ["DEFAULT_PREFIX", "DEFAULT_TTL_MARGIN", "RedisStore"]
+
+#: The key prefix when the URL names none.
+DEFAULT_PREFIX = "stormproof:idem:"
+#: Seconds Redis keeps a record past its ``expires_at`` (see *Expiry* in the module docstring).
+DEFAULT_TTL_MARGIN = 300.0
+
+_SCHEMES = ("redis", "rediss", "unix")
+# Query parameters the store relies on; a URL may not change them.
+_RESERVED = ("decode_responses", "encoding", "encoding_errors")
+# Redis TTLs longer than this (about 100 years) are not set at all: the record then stays until
+# deleted, which is what such a TTL means in practice, and Redis rejects absurdly large ones.
+_MAX_REDIS_TTL_MS = 100 * 366 * 24 * 3600 * 1000
+_GLOB_SPECIAL = re.compile(r"([\\*?\[\]])")
+_UNLINK_BATCH = 500
+
+_FIELDS = ("status", "payload_hash", "token", "expires_at", "lease_expires_at", "result")
+
+# KEYS[1] record; ARGV now, payload_hash, token, expires_at, lease_expires_at, redis_ttl_ms.
+# Returns {1} when claimed, else {0, <the stored fields in _FIELDS order>}.
+_CLAIM = """
+local f = redis.call('HMGET', KEYS[1], 'status', 'payload_hash', 'token',
+                     'expires_at', 'lease_expires_at', 'result')
+local status = f[1]
+if status then
+  local now = tonumber(ARGV[1])
+  local claimable = now >= tonumber(f[4]) or status == 'failed'
+    or (status == 'in_progress' and now >= tonumber(f[5]))
+  if not claimable then
+    return {0, f[1], f[2], f[3], f[4], f[5], f[6]}
+  end
+end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'status', 'in_progress', 'payload_hash', ARGV[2], 'token', ARGV[3],
+           'expires_at', ARGV[4], 'lease_expires_at', ARGV[5])
+if tonumber(ARGV[6]) > 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[6])
+end
+return {1}
+"""
+
+# KEYS[1] record; ARGV token, new status, expires_at, lease_expires_at, result, redis_ttl_ms.
+# complete and fail: only the holder of an in-progress claim may finish it. Returns 1 or 0.
+_FINISH = """
+local f = redis.call('HMGET', KEYS[1], 'token', 'status')
+if f[1] ~= ARGV[1] or f[2] ~= 'in_progress' then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'status', ARGV[2], 'expires_at', ARGV[3],
+           'lease_expires_at', ARGV[4], 'result', ARGV[5])
+if tonumber(ARGV[6]) > 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[6])
+else
+  redis.call('PERSIST', KEYS[1])
+end
+return 1
+"""
+
+# KEYS[1] record; ARGV token. Deletes the record if the token holds an in-progress claim.
+_RELEASE = """
+local f = redis.call('HMGET', KEYS[1], 'token', 'status')
+if f[1] ~= ARGV[1] or f[2] ~= 'in_progress' then
+  return 0
+end
+redis.call('DEL', KEYS[1])
+return 1
+"""
+
+# KEYS[1] schema key; ARGV version. Records the version unless a newer one is there already.
+_INIT = """
+local current = tonumber(redis.call('GET', KEYS[1]))
+if not current or current < tonumber(ARGV[1]) then
+  redis.call('SET', KEYS[1], ARGV[1])
+end
+return 1
+"""
+
+
+def _quoted_name(message: str) -> str | None:
+    match = re.search(r"'([^']+)'", message)
+    return match.group(1) if match else None
+
+
+def _parse_url(url: str) -> tuple[str, float, str]:
+    """Split ``url`` into (prefix, ttl_margin, the URL for redis-py); ConfigError when invalid."""
+    if not isinstance(url, str):
+        raise ConfigError("url", "must be a string", url)
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # raises ValueError when it is not a valid port number
+    except ValueError as exc:
+        field = "port" if "port" in str(exc).lower() else "url"
+        raise ConfigError(field, str(exc), url) from exc
+    if parts.scheme not in _SCHEMES:
+        raise ConfigError("url", f"scheme must be one of {', '.join(_SCHEMES)}", url)
+    del port
+    prefix: str | None = None
+    margin_text: str | None = None
+    rest: list[tuple[str, str]] = []
+    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+        if name == "prefix":
+            if prefix is not None:
+                raise ConfigError("prefix", "given more than once", url)
+            prefix = value
+        elif name == "ttl_margin":
+            if margin_text is not None:
+                raise ConfigError("ttl_margin", "given more than once", url)
+            margin_text = value
+        elif name in _RESERVED:
+            raise ConfigError(name, "is set by RedisStore and may not be given in the URL", value)
+        else:
+            rest.append((name, value))
+    if prefix is None:
+        prefix = DEFAULT_PREFIX
+    elif not prefix:
+        raise ConfigError("prefix", "must not be empty", prefix)
+    ttl_margin = DEFAULT_TTL_MARGIN
+    if margin_text is not None:
+        try:
+            ttl_margin = float(margin_text)
+        except ValueError as exc:
+            raise ConfigError("ttl_margin", "must be a number of seconds", margin_text) from exc
+        finite_above("ttl_margin", ttl_margin, 0.0)
+    if parts.scheme != "unix" and not re.fullmatch(r"/?(\d+)?", parts.path):
+        # redis-py silently falls back to database 0 when the path is not a number.
+        raise ConfigError("db", "the URL path must be a database number", parts.path)
+    client_url = urlunsplit(parts._replace(query=urlencode(rest)))
+    return prefix, ttl_margin, client_url
+
+
+def _number(field: str, value: float) -> None:
+    finite_at_least(field, value, -math.inf)
+
+
+class RedisStore:
+    """Idempotency records in Redis. See the module docstring for the URL, layout and durability.
+
+    Safe to share between threads (redis-py pools connections) and, through the server, between
+    processes and machines.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.prefix, self.ttl_margin, client_url = _parse_url(url)
+        try:
+            client = redis.Redis.from_url(client_url, decode_responses=True)
+        except ValueError as exc:  # redis-py: "Invalid value for 'socket_timeout' in ..."
+            raise ConfigError(_quoted_name(str(exc)) or "url", str(exc), url) from exc
+        self._client = client
+        self._check_options()
+        self._schema_key = self.prefix + "__schema__"
+        self._claim = client.register_script(_CLAIM)
+        self._finish = client.register_script(_FINISH)
+        self._release = client.register_script(_RELEASE)
+        self._init = client.register_script(_INIT)
+
+    def _check_options(self) -> None:
+        """Reject unknown URL options now rather than at the first command.
+
+        redis-py passes unknown query parameters on to the connection class, which raises
+        ``TypeError`` only when the first connection is made; building one (no I/O) finds them.
+        """
+        pool = self._client.connection_pool
+        try:
+            pool.connection_class(**pool.connection_kwargs)
+        except TypeError as exc:
+            self._client.close()
+            name = _quoted_name(str(exc))
+            raise ConfigError(
+                name or "url", "is not a redis-py connection option", self.url
+            ) from exc
+
+    def record_key(self, key: str) -> str:
+        """The Redis key of the hash holding the record of ``key``."""
+        return f"{self.prefix}rec:{key}"
+
+    def _redis_ttl_ms(self, expires_at: float, now: float) -> int:
+        """The Redis TTL of a record, relative to the write; 0 means none (too long to set)."""
+        remaining = max(expires_at - now, 0.0) + self.ttl_margin
+        milliseconds = math.ceil(remaining * 1000.0)
+        return milliseconds if milliseconds <= _MAX_REDIS_TTL_MS else 0
+
+    def init(self) -> None:
+        """Record ``SCHEMA_VERSION`` (idempotent; Redis has no schema to create)."""
+        self._init(keys=[self._schema_key], args=[SCHEMA_VERSION])
+
+    def schema_version(self) -> int | None:
+        """The version recorded by :meth:`init`, or ``None`` before it."""
+        value = cast("str | None", self._client.get(self._schema_key))
+        return None if value is None else int(value)
+
+    def claim(
+        self,
+        key: str,
+        payload_hash: str,
+        token: str,
+        now: float,
+        *,
+        lease: float,
+        ttl: float,
+    ) -> Claim:
+        """Take ``key`` if it is free, expired, failed or its lease ran out (one Lua script)."""
+        _number("now", now)
+        _number("lease", lease)
+        _number("ttl", ttl)
+        expires_at = now + ttl
+        lease_expires_at = now + lease
+        reply = cast(
+            "list[Any]",
+            self._claim(
+                keys=[self.record_key(key)],
+                args=[
+                    repr(now),
+                    payload_hash,
+                    token,
+                    repr(expires_at),
+                    repr(lease_expires_at),
+                    self._redis_ttl_ms(expires_at, now),
+                ],
+            ),
+        )
+        if int(reply[0]) == 1:
+            record = IdempotencyRecord(
+                key, RecordStatus.IN_PROGRESS, payload_hash, token, expires_at, lease_expires_at
+            )
+            return Claim(True, record)
+        stored = cast("list[str | None]", reply[1:])
+        return Claim(False, self._record(key, dict(zip(_FIELDS, stored, strict=True))))
+
+    def _finish_with(
+        self, status: RecordStatus, key: str, token: str, result: str, now: float, ttl: float
+    ) -> bool:
+        _number("now", now)
+        _number("ttl", ttl)
+        expires_at = now + ttl
+        done = self._finish(
+            keys=[self.record_key(key)],
+            args=[
+                token,
+                status.value,
+                repr(expires_at),
+                repr(now),
+                result,
+                self._redis_ttl_ms(expires_at, now),
+            ],
+        )
+        return int(cast("int", done)) == 1
+
+    def complete(self, key: str, token: str, result: str, now: float, *, ttl: float) -> bool:
+        """Store the result if ``token`` holds the claim."""
+        return self._finish_with(RecordStatus.COMPLETED, key, token, result, now, ttl)
+
+    def release(self, key: str, token: str) -> bool:
+        """Delete the record if ``token`` holds the claim."""
+        done = self._release(keys=[self.record_key(key)], args=[token])
+        return int(cast("int", done)) == 1
+
+    def fail(self, key: str, token: str, error: str, now: float, *, ttl: float) -> bool:
+        """Keep the record as failed with ``error`` if ``token`` holds the claim."""
+        return self._finish_with(RecordStatus.FAILED, key, token, error, now, ttl)
+
+    def get(self, key: str) -> IdempotencyRecord | None:
+        """The record of ``key``, expired or not (until Redis removes it), or ``None``."""
+        fields = cast("dict[str, str]", self._client.hgetall(self.record_key(key)))
+        if not fields:
+            return None
+        return self._record(key, fields)
+
+    @staticmethod
+    def _record(key: str, fields: Mapping[str, str | None]) -> IdempotencyRecord:
+        def text(name: str) -> str:
+            value = fields.get(name)
+            if value is None:
+                raise ValueError(f"the Redis record of {key!r} has no {name!r} field")
+            return value
+
+        return IdempotencyRecord(
+            key=key,
+            status=RecordStatus(text("status")),
+            payload_hash=text("payload_hash"),
+            token=text("token"),
+            expires_at=float(text("expires_at")),
+            lease_expires_at=float(text("lease_expires_at")),
+            result=fields.get("result"),
+        )
+
+    def drop(self) -> None:
+        """Delete every key under this store's prefix (SCAN + UNLINK). For tests and clean-up."""
+        pattern = _GLOB_SPECIAL.sub(r"\\\1", self.prefix) + "*"
+        batch: list[str] = []
+        for name in cast("Iterator[str]", self._client.scan_iter(match=pattern, count=1000)):
+            batch.append(name)
+            if len(batch) >= _UNLINK_BATCH:
+                self._client.unlink(*batch)
+                batch.clear()
+        if batch:
+            self._client.unlink(*batch)
+
+    def close(self) -> None:
+        """Close the client and its connection pool."""
+        self._client.close()

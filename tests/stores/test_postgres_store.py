@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import random
 import signal
 import threading
 import time
@@ -194,9 +195,16 @@ def _race_worker(url: str, index: int, barrier: Barrier, results: Any) -> None:
     store = PostgresStore(url)
     try:
         won: list[int] = []
+        store.get("warm-up")  # connect first, so that the race starts at the barrier
+        # Each process walks the keys in its own order, so that claims of one key collide at
+        # varied moments instead of one process running ahead of the rest.
+        order = list(range(KEYS))
+        random.Random(index).shuffle(order)
         barrier.wait(timeout=60)
-        for number in range(KEYS):
-            claim = store.claim(f"key-{number}", "h", f"proc-{index}", time.time(), lease=60, ttl=600)
+        for number in order:
+            claim = store.claim(
+                f"key-{number}", "h", f"proc-{index}", time.time(), lease=60, ttl=600
+            )
             if claim.claimed:
                 won.append(number)
             else:
@@ -236,7 +244,9 @@ def test_processes_racing_for_the_same_keys_have_exactly_one_winner_each(pg: Pos
 def _complete_and_report(url: str, conn: Connection) -> None:
     store = PostgresStore(url)
     claim = store.claim("durable", "h", "child", time.time(), lease=60, ttl=600)
-    done = claim.claimed and store.complete("durable", "child", '{"ok": true}', time.time(), ttl=600)
+    done = claim.claimed and store.complete(
+        "durable", "child", '{"ok": true}', time.time(), ttl=600
+    )
     conn.send(done)
     time.sleep(60)  # killed long before; the pool is never closed
 

@@ -1,8 +1,9 @@
-"""Redis specifics beyond the conformance suite: URL parsing, prefixes, Redis TTLs, a process race."""
+"""Redis specifics beyond the conformance suite: URL parsing, prefixes, TTLs, a process race."""
 
 from __future__ import annotations
 
 import multiprocessing
+import random
 import time
 import uuid
 from collections.abc import Iterator
@@ -18,7 +19,7 @@ from stormproof.errors import ConfigError
 
 pytest.importorskip("redis", reason="the redis extra is not installed")
 
-from stormproof.stores.redis import DEFAULT_PREFIX, DEFAULT_TTL_MARGIN, RedisStore  # noqa: E402
+from stormproof.stores.redis import DEFAULT_PREFIX, DEFAULT_TTL_MARGIN, RedisStore
 
 T0 = 1_700_000_000.0
 LEASE = 30.0
@@ -162,9 +163,14 @@ KEYS = 200
 def _claim_all(url: str, token: str, barrier: Barrier, results: Any) -> None:
     store = RedisStore(url)
     try:
+        # Connect and load the script before the start, and claim in an order of its own, so
+        # the processes really contend instead of the first one taking every key.
+        store.claim(f"warm-up-{token}", "h", token, time.time(), lease=LEASE, ttl=TTL)
+        order = list(range(KEYS))
+        random.Random(token).shuffle(order)
         barrier.wait(timeout=30)
         won = []
-        for i in range(KEYS):
+        for i in order:
             if store.claim(f"key-{i}", "h", token, time.time(), lease=LEASE, ttl=TTL).claimed:
                 won.append(i)
         results.put((token, won))

@@ -169,7 +169,7 @@ def _race_worker(url: str, token: str, barrier: Any, results: Any) -> None:
         store = SQLiteStore(url)
         store.get("warm-up")  # connect before the race starts
         order = list(range(KEYS))
-        random.Random(token).shuffle(order)  # noqa: S311 -- contention, not security
+        random.Random(token).shuffle(order)  # contention, not security
         barrier.wait(timeout=CHILD_TIMEOUT)
         won: list[int] = []
         seen: dict[int, str] = {}

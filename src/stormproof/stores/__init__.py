@@ -1,6 +1,6 @@
 """Durable stores behind one small protocol, opened by URL.
 
-    store = stormproof.stores.open("sqlite:///var/lib/app/stormproof.db")   # embedded default
+    store = stormproof.stores.open("sqlite:////var/lib/app/stormproof.db")  # embedded default
     store = stormproof.stores.open("postgresql://user@host/db")             # psycopg 3, pooled
     store = stormproof.stores.open("redis://localhost:6379/0")               # redis-py
     store = stormproof.stores.open("memory://")                              # tests

@@ -72,9 +72,7 @@ def _decode(stored: str) -> str:
     """Invert :func:`_encode`."""
     if not stored.startswith(_MARKER):
         return stored
-    return _UNESCAPE.sub(
-        lambda m: "%" if m.group(1) == "25" else "\x00", stored[len(_MARKER) :]
-    )
+    return _UNESCAPE.sub(lambda m: "%" if m.group(1) == "25" else "\x00", stored[len(_MARKER) :])
 
 
 class PostgresURL:
@@ -180,9 +178,7 @@ class PostgresStore:
         self._pool: ConnectionPool[psycopg.Connection[_Row]] | None = None
         self._pool_lock = threading.Lock()
         table = sql.Identifier(self._config.table)
-        columns = sql.SQL(
-            "key, status, payload_hash, token, expires_at, lease_expires_at, result"
-        )
+        columns = sql.SQL("key, status, payload_hash, token, expires_at, lease_expires_at, result")
         schema = sql.Identifier(_SCHEMA_TABLE)
         self._create_schema = sql.SQL(
             "CREATE TABLE IF NOT EXISTS {} (name TEXT PRIMARY KEY, version INTEGER NOT NULL)"

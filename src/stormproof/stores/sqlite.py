@@ -154,6 +154,16 @@ class SQLiteStore:
         table = self.config.table
         self._table = f'"{table}"'  # validated identifier, quoted anyway
         self._select = f"SELECT {_COLUMNS} FROM {self._table} WHERE key = ?"
+        self._claim_sql = (
+            f"INSERT INTO {self._table} ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, NULL)"
+            " ON CONFLICT (key) DO UPDATE SET status = excluded.status,"
+            " payload_hash = excluded.payload_hash, token = excluded.token,"
+            " expires_at = excluded.expires_at, lease_expires_at = excluded.lease_expires_at,"
+            f" result = NULL WHERE {self._table}.expires_at <= ?"
+            f" OR {self._table}.status = 'failed'"
+            f" OR ({self._table}.status = 'in_progress' AND {self._table}.lease_expires_at <= ?)"
+            " RETURNING token"
+        )
         self._local = threading.local()
         self._lock = threading.Lock()
         # Every connection opened in this process, with its thread: close() closes them all, and
@@ -273,18 +283,19 @@ class SQLiteStore:
         lease: float,
         ttl: float,
     ) -> Claim:
-        """Take ``key`` if it is free, expired, failed or its lease ran out (under the lock)."""
-        with self._write() as conn:
-            row = conn.execute(self._select, (key,)).fetchone()
-            if row is not None:
-                existing = _record(row)
-                if not existing.is_claimable(now):
-                    return Claim(False, existing)
-            record = IdempotencyRecord(
-                key, RecordStatus.IN_PROGRESS, payload_hash, token, now + ttl, now + lease
-            )
-            conn.execute(
-                f"INSERT OR REPLACE INTO {self._table} ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        """Take ``key`` if it is free, expired, failed or its lease ran out.
+
+        One upsert statement, atomic on its own (autocommit): it inserts, or overwrites a row
+        that :meth:`IdempotencyRecord.is_claimable` would accept -- the same rule, written in
+        SQL -- and returns the token now in the row. A read follows only when the key is held.
+        """
+        record = IdempotencyRecord(
+            key, RecordStatus.IN_PROGRESS, payload_hash, token, now + ttl, now + lease
+        )
+        conn = self._conn()
+        while True:
+            row = conn.execute(
+                self._claim_sql,
                 (
                     key,
                     record.status.value,
@@ -292,20 +303,27 @@ class SQLiteStore:
                     token,
                     record.expires_at,
                     record.lease_expires_at,
-                    None,
+                    now,
+                    now,
                 ),
-            )
-        return Claim(True, record)
+            ).fetchone()
+            if row is not None and row[0] == token:
+                return Claim(True, record)
+            held = conn.execute(self._select, (key,)).fetchone()
+            if held is not None:
+                return Claim(False, _record(held))
+            # The holder released the key between the two statements: try again.
 
     def _finish(
         self, key: str, token: str, status: RecordStatus, text: str, now: float, ttl: float
     ) -> bool:
-        with self._write() as conn:
-            cursor = conn.execute(
-                f"UPDATE {self._table} SET status = ?, expires_at = ?, lease_expires_at = ?,"
-                " result = ? WHERE key = ? AND token = ? AND status = 'in_progress'",
-                (status.value, now + ttl, now, text, key, token),
-            )
+        # A single conditional statement is its own transaction (autocommit), committed before
+        # execute returns.
+        cursor = self._conn().execute(
+            f"UPDATE {self._table} SET status = ?, expires_at = ?, lease_expires_at = ?,"
+            " result = ? WHERE key = ? AND token = ? AND status = 'in_progress'",
+            (status.value, now + ttl, now, text, key, token),
+        )
         return cursor.rowcount == 1
 
     def complete(self, key: str, token: str, result: str, now: float, *, ttl: float) -> bool:
@@ -318,11 +336,10 @@ class SQLiteStore:
 
     def release(self, key: str, token: str) -> bool:
         """Delete the record if ``token`` holds the claim."""
-        with self._write() as conn:
-            cursor = conn.execute(
-                f"DELETE FROM {self._table} WHERE key = ? AND token = ? AND status = 'in_progress'",
-                (key, token),
-            )
+        cursor = self._conn().execute(
+            f"DELETE FROM {self._table} WHERE key = ? AND token = ? AND status = 'in_progress'",
+            (key, token),
+        )
         return cursor.rowcount == 1
 
     def get(self, key: str) -> IdempotencyRecord | None:

@@ -390,3 +390,24 @@ async def test_a_cancelled_probe_does_not_wedge_a_half_open_breaker() -> None:
     with pytest.raises(ConnectionError):
         await pipeline.acall(down)
     assert breaker.state(clock.now()) is BreakerState.OPEN
+
+
+@pytest.mark.asyncio
+async def test_async_rate_limit_spaces_concurrent_tasks_on_the_clock() -> None:
+    clock = ManualClock()
+    limiter = TokenBucket(rate=2.0, burst=1.0, max_wait=5.0)
+    pipeline = Pipeline([RateLimit(limiter)], clock=clock)
+    started: list[float] = []
+
+    async def job() -> None:
+        started.append(clock.now())
+
+    await asyncio.gather(*(pipeline.acall(job) for _ in range(4)))
+    # One token at once, then one every 0.5 s: the tasks start half a second apart on the clock
+    # (each waits its reserved delay; the manual clock moves as they sleep).
+    assert started == [0.0, 0.5, 1.0, 1.5]
+    assert clock.sleeps == [0.5, 0.5, 0.5]
+    strict = Pipeline([RateLimit(TokenBucket(rate=1.0, burst=1.0))], clock=clock)
+    await strict.acall(job)
+    with pytest.raises(RateLimited):
+        await strict.acall(job)

@@ -393,21 +393,25 @@ async def test_a_cancelled_probe_does_not_wedge_a_half_open_breaker() -> None:
 
 
 @pytest.mark.asyncio
-async def test_async_rate_limit_spaces_concurrent_tasks_on_the_clock() -> None:
+async def test_async_rate_limit_reserves_spaced_permits_for_concurrent_tasks() -> None:
+    from stormproof.testing import instant_sleeps
+
     clock = ManualClock()
-    limiter = TokenBucket(rate=2.0, burst=1.0, max_wait=5.0)
-    pipeline = Pipeline([RateLimit(limiter)], clock=clock)
-    started: list[float] = []
+    pipeline = Pipeline([RateLimit(TokenBucket(rate=2.0, burst=1.0, max_wait=5.0))], clock=clock)
+    done: list[int] = []
 
-    async def job() -> None:
-        started.append(clock.now())
+    async def job(i: int) -> None:
+        done.append(i)
 
-    await asyncio.gather(*(pipeline.acall(job) for _ in range(4)))
-    # One token at once, then one every 0.5 s: the tasks start half a second apart on the clock
-    # (each waits its reserved delay; the manual clock moves as they sleep).
-    assert started == [0.0, 0.5, 1.0, 1.5]
-    assert clock.sleeps == [0.5, 0.5, 0.5]
-    strict = Pipeline([RateLimit(TokenBucket(rate=1.0, burst=1.0))], clock=clock)
-    await strict.acall(job)
-    with pytest.raises(RateLimited):
-        await strict.acall(job)
+    # Four tasks arrive together at t = 0: one token now, then one every 0.5 s, so the three
+    # others are told to wait 0.5, 1.0 and 1.5 s (their permits are reserved, not re-asked).
+    with instant_sleeps() as waits:
+        await asyncio.gather(*(pipeline.acall(job, i) for i in range(4)))
+    assert sorted(waits) == [0.5, 1.0, 1.5]
+    assert sorted(done) == [0, 1, 2, 3]
+    with instant_sleeps():
+        tight = Pipeline([RateLimit(TokenBucket(rate=2.0, burst=1.0, max_wait=1.0))], clock=clock)
+        results = await asyncio.gather(
+            *(tight.acall(job, i) for i in range(4)), return_exceptions=True
+        )
+    assert sum(isinstance(r, RateLimited) for r in results) == 2  # waits of 1.5 s and more

@@ -155,10 +155,12 @@ class Pipeline:
         return self._run(0, fn, args, kwargs)
 
     def _sleep(self, delay: float) -> None:
+        if delay <= 0:
+            return  # a granted permit: no wait to make or record
         recorded = INSTANT_SLEEPS.get()
         if recorded is not None:
             recorded.append(delay)
-        elif delay > 0:
+        else:
             self.clock.sleep(delay)
 
     def _run(self, index: int, fn: Callable[..., R], args: Any, kwargs: Any) -> R:
@@ -218,10 +220,12 @@ class Pipeline:
         return await self._arun(0, fn, args, kwargs)
 
     async def _asleep(self, delay: float) -> None:
+        if delay <= 0:
+            return  # a granted permit: no wait to make or record
         recorded = INSTANT_SLEEPS.get()
         if recorded is not None:
             recorded.append(delay)
-        elif delay > 0:
+        else:
             await self.clock.async_sleep(delay)
 
     async def _within(self, seconds: float, inner: Callable[[], Awaitable[R]], what: str) -> R:

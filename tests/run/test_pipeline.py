@@ -414,4 +414,4 @@ async def test_async_rate_limit_reserves_spaced_permits_for_concurrent_tasks() -
         results = await asyncio.gather(
             *(tight.acall(job, i) for i in range(4)), return_exceptions=True
         )
-    assert sum(isinstance(r, RateLimited) for r in results) == 2  # waits of 1.5 s and more
+    assert sum(isinstance(r, RateLimited) for r in results) == 1  # the 1.5 s wait is too long

@@ -94,6 +94,11 @@ class ManualClock:
     requested amount, so a test sees the exact retry schedule in ``clock.now()`` and in
     :attr:`sleeps`, without waiting.
 
+    Sleeps are sequential time: two asyncio tasks that sleep 1 s each at the same moment move the
+    clock by 2 s, not 1 s. For concurrent tasks, assert on the requested delays with
+    :func:`stormproof.testing.instant_sleeps` (which does not move time) or model them in the
+    simulator, whose virtual time handles concurrency.
+
     :meth:`timeout` blocks expire when the manual time reaches them, which happens inside
     :meth:`advance`; advancing past an active timeout must then happen on the event loop that
     runs the block (from a test coroutine, or through :meth:`async_sleep`).

@@ -183,7 +183,7 @@ def run_scenario(
         typer.echo(json.dumps(result.to_json()))
         return
     table = Table(title=f"{scenario.name}: {len(seed_list)} seed(s) per policy, same seeds")
-    table.add_column("")
+    table.add_column("", no_wrap=True)
     for name in result.policies:
         table.add_column(name, justify="right")
     summaries = list(result.policies.values())
@@ -195,6 +195,9 @@ def run_scenario(
     for metric in sorted({m for s in summaries for m in s.metrics}):
         table.add_row(metric, *(_cell(s.metrics.get(metric)) for s in summaries))
     console = Console()
+    if not console.is_terminal:
+        # Piped or captured output gets 80 columns by default, too narrow for metric names.
+        console = Console(width=120)
     console.print(table)
     if report is not None:
         console.print(f"report written to {report}")

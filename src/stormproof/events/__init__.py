@@ -1,5 +1,6 @@
-"""Reliable event processing: idempotency; validation, dead-letter queues and batches to come."""
+"""Reliable event processing: idempotency, validation, batch partial failures."""
 
+from stormproof.events.batch import BatchFailed, BatchProcessor, BatchResult, Record
 from stormproof.events.idempotency import (
     Idempotency,
     IdempotencyConfig,
@@ -10,14 +11,21 @@ from stormproof.events.idempotency import (
     idempotent,
     payload_hash,
 )
+from stormproof.events.validation import Invalid, ValidationPolicy
 
 __all__ = [
+    "BatchFailed",
+    "BatchProcessor",
+    "BatchResult",
     "Idempotency",
     "IdempotencyConfig",
     "IdempotencyError",
     "IdempotencyInProgress",
     "IdempotencyKeyReused",
     "IdempotencyWarning",
+    "Invalid",
+    "Record",
+    "ValidationPolicy",
     "idempotent",
     "payload_hash",
 ]

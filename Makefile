@@ -20,6 +20,8 @@ demo: $(STAMP)
 	$(PY) examples/retry_schedule.py
 	@mkdir -p build/demo
 	$(VENV)/bin/stormproof run simple-collapse --seeds 10 --report build/demo/simple-collapse.html
+	@rm -f build/demo/orders.db build/demo/orders.db-wal build/demo/orders.db-shm
+	$(PY) examples/idempotent_orders.py build/demo/orders.db
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks examples

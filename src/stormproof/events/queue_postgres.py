@@ -1,0 +1,306 @@
+"""Queues with dead-letter queues in PostgreSQL (psycopg 3, pooled).
+
+The URL and the connection pool are those of :class:`stormproof.stores.postgres.PostgresStore`,
+which this back end reuses; ``table`` defaults to ``stormproof_queue``. ``receive``, ``move`` and
+``dead_letter`` each run in one transaction that selects its rows ``FOR UPDATE SKIP LOCKED``:
+concurrent receivers skip the rows another one is taking instead of waiting for them or taking
+them too, and the re-check PostgreSQL does after locking a row that changed since the snapshot
+drops rows another receiver has just hidden. Bodies, queue names and attributes that contain
+NUL are stored escaped, as in the store.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from stormproof.events.queue import (
+    QUEUE_SCHEMA_VERSION,
+    Message,
+    QueuePolicy,
+    check_now,
+    check_policies,
+    check_queue_name,
+    check_receive,
+    check_send,
+    dead_letter_attributes,
+    dlq_of,
+    dump_attributes,
+    load_attributes,
+    with_default_table,
+)
+from stormproof.stores.postgres import _SCHEMA_LOCK, PostgresStore, _decode, _encode
+
+__all__ = ["PostgresQueue"]
+
+_Row = tuple[Any, ...]
+_COLUMNS = sql.SQL("seq, id, queue, body, attributes, sent_at, receive_count, visible_at, receipt")
+
+
+def _message(row: _Row, receipt: str | None = None) -> Message:
+    _seq, message_id, queue, body, attributes, sent_at, count, visible_at, stored = row
+    return Message(
+        str(message_id),
+        _decode(queue),
+        _decode(body),
+        load_attributes(_decode(attributes)),
+        float(sent_at),
+        int(count),
+        float(visible_at),
+        (None if stored is None else str(stored)) if receipt is None else receipt,
+    )
+
+
+class PostgresQueue:
+    """Named queues in one PostgreSQL table; see :mod:`stormproof.events.queue`."""
+
+    def __init__(self, url: str, *, policies: Mapping[str, QueuePolicy] | None = None) -> None:
+        self.url = url
+        self.policies = check_policies(policies)
+        self._store = PostgresStore(with_default_table(url))
+        self.table = self._store.table
+        t = sql.Identifier(self.table)
+        self._t = t
+        self._create = sql.SQL(
+            "CREATE TABLE IF NOT EXISTS {} ("
+            " seq BIGSERIAL PRIMARY KEY,"
+            " id TEXT NOT NULL UNIQUE,"
+            " queue TEXT NOT NULL,"
+            " body TEXT NOT NULL,"
+            " attributes TEXT NOT NULL,"
+            " sent_at DOUBLE PRECISION NOT NULL,"
+            " receive_count INTEGER NOT NULL DEFAULT 0,"
+            " visible_at DOUBLE PRECISION NOT NULL,"
+            " receipt TEXT)"
+        ).format(t)
+        self._indexes = [
+            sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (queue, sent_at, seq)").format(
+                sql.Identifier(f"{self.table[:55]}_order"), t
+            ),
+            sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (receipt)").format(
+                sql.Identifier(f"{self.table[:55]}_receipt"), t
+            ),
+        ]
+        self._select_ready = sql.SQL(
+            "SELECT {c} FROM {t} WHERE queue = %s AND visible_at <= %s"
+            " AND (sent_at, seq) > (%s, %s) ORDER BY sent_at, seq LIMIT %s"
+            " FOR UPDATE SKIP LOCKED"
+        ).format(c=_COLUMNS, t=t)
+        self._deliver = sql.SQL(
+            "UPDATE {} SET visible_at = %s, receive_count = receive_count + 1, receipt = %s"
+            " WHERE seq = %s"
+        ).format(t)
+        self._relocate = sql.SQL(
+            "UPDATE {} SET queue = %s, attributes = %s, sent_at = %s, visible_at = %s,"
+            " receive_count = 0, receipt = NULL WHERE seq = %s"
+        ).format(t)
+
+    # -- schema ----------------------------------------------------------------------------------
+
+    def init(self) -> None:
+        """Create the tables if missing and record the schema version; safe concurrently."""
+        store = self._store
+        with store._transaction() as cur:
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+            cur.execute(store._create_schema)
+            cur.execute(self._create)
+            for index in self._indexes:
+                cur.execute(index)
+            cur.execute(store._record_version, (self.table, QUEUE_SCHEMA_VERSION))
+
+    def schema_version(self) -> int | None:
+        """The version ``init`` recorded for this table, or ``None``."""
+        return self._store.schema_version()
+
+    # -- messages --------------------------------------------------------------------------------
+
+    def send(
+        self, queue: str, body: str, attributes: Mapping[str, str] | None, now: float
+    ) -> str:
+        """Append a message, visible at once; returns its id (uuid4 hex)."""
+        attrs = check_send(queue, body, attributes)
+        check_now(now)
+        message_id = uuid.uuid4().hex
+        with self._store._transaction() as cur:
+            cur.execute(
+                sql.SQL(
+                    "INSERT INTO {} (id, queue, body, attributes, sent_at, receive_count,"
+                    " visible_at, receipt) VALUES (%s, %s, %s, %s, %s, 0, %s, NULL)"
+                ).format(self._t),
+                (
+                    message_id,
+                    _encode(queue),
+                    _encode(body),
+                    _encode(dump_attributes(attrs)),
+                    now,
+                    now,
+                ),
+            )
+        return message_id
+
+    def receive(
+        self, queue: str, max_messages: int, visibility_timeout: float, now: float
+    ) -> list[Message]:
+        """Deliver up to ``max_messages``; dead-letter the ones the policy condemns."""
+        check_receive(queue, max_messages, visibility_timeout)
+        check_now(now)
+        policy = self.policies.get(queue)
+        delivered: list[Message] = []
+        after: tuple[float, int] = (float("-inf"), -1)
+        with self._store._transaction() as cur:
+            while len(delivered) < max_messages:
+                want = max_messages - len(delivered)
+                cur.execute(self._select_ready, (_encode(queue), now, after[0], after[1], want))
+                rows = cur.fetchall()
+                if not rows:
+                    break
+                for row in rows:
+                    after = (float(row[5]), int(row[0]))
+                    reason = policy.verdict(int(row[6]), float(row[5]), now) if policy else None
+                    if reason is not None and policy is not None:
+                        self._to_dlq(cur, row, policy.dlq_for(queue), reason, now)
+                        continue
+                    receipt = uuid.uuid4().hex
+                    cur.execute(self._deliver, (now + visibility_timeout, receipt, row[0]))
+                    delivered.append(
+                        replace(
+                            _message(row, receipt),
+                            receive_count=int(row[6]) + 1,
+                            visible_at=now + visibility_timeout,
+                        )
+                    )
+        return delivered
+
+    def _to_dlq(
+        self, cur: psycopg.Cursor[_Row], row: _Row, dlq: str, reason: str, now: float
+    ) -> None:
+        message = _message(row)
+        attrs = dead_letter_attributes(
+            message.attributes, reason, message.queue, message.receive_count, message.sent_at
+        )
+        cur.execute(
+            self._relocate, (_encode(dlq), _encode(dump_attributes(attrs)), now, now, row[0])
+        )
+
+    def delete(self, queue: str, receipt: str) -> bool:
+        """Delete the message whose latest receipt is ``receipt``."""
+        check_queue_name(queue)
+        with self._store._transaction() as cur:
+            cur.execute(
+                sql.SQL("DELETE FROM {} WHERE queue = %s AND receipt = %s").format(self._t),
+                (_encode(queue), _encode(receipt)),
+            )
+            return cur.rowcount == 1
+
+    def change_visibility(self, queue: str, receipt: str, timeout: float, now: float) -> bool:
+        """Hide the in-flight message holding ``receipt`` until ``now + timeout``."""
+        check_receive(queue, 1, timeout)
+        check_now(now)
+        with self._store._transaction() as cur:
+            cur.execute(
+                sql.SQL(
+                    "UPDATE {} SET visible_at = %s WHERE queue = %s AND receipt = %s"
+                    " AND visible_at > %s"
+                ).format(self._t),
+                (now + timeout, _encode(queue), _encode(receipt), now),
+            )
+            return cur.rowcount == 1
+
+    def dead_letter(self, queue: str, receipt: str, reason: str, now: float) -> bool:
+        """Move the message holding ``receipt`` to the DLQ of ``queue``."""
+        check_queue_name(queue)
+        check_now(now)
+        with self._store._transaction() as cur:
+            cur.execute(
+                sql.SQL("SELECT {} FROM {} WHERE queue = %s AND receipt = %s FOR UPDATE").format(
+                    _COLUMNS, self._t
+                ),
+                (_encode(queue), _encode(receipt)),
+            )
+            row = cur.fetchone()
+            if row is None:
+                return False
+            self._to_dlq(cur, row, dlq_of(self.policies, queue), reason, now)
+            return True
+
+    def move(self, source: str, target: str, max_messages: int, now: float) -> list[str]:
+        """Move up to ``max_messages`` visible messages of ``source``, oldest first, atomically."""
+        check_receive(source, max_messages, 0.0)
+        check_queue_name(target, "target")
+        check_now(now)
+        with self._store._transaction() as cur:
+            cur.execute(
+                sql.SQL(
+                    "SELECT seq, id FROM {} WHERE queue = %s AND visible_at <= %s"
+                    " ORDER BY sent_at, seq LIMIT %s FOR UPDATE SKIP LOCKED"
+                ).format(self._t),
+                (_encode(source), now, max_messages),
+            )
+            rows = cur.fetchall()
+            if rows:
+                cur.execute(
+                    sql.SQL(
+                        "UPDATE {} SET queue = %s, sent_at = %s, visible_at = %s,"
+                        " receive_count = 0, receipt = NULL WHERE seq = ANY(%s)"
+                    ).format(self._t),
+                    (_encode(target), now, now, [int(row[0]) for row in rows]),
+                )
+        return [str(row[1]) for row in rows]
+
+    # -- inspection ------------------------------------------------------------------------------
+
+    def depth(self, queue: str, now: float) -> tuple[int, int]:
+        """``(visible, in_flight)``."""
+        check_queue_name(queue)
+        with self._store._transaction() as cur:
+            cur.execute(
+                sql.SQL(
+                    "SELECT count(*) FILTER (WHERE visible_at <= %s),"
+                    " count(*) FILTER (WHERE visible_at > %s) FROM {} WHERE queue = %s"
+                ).format(self._t),
+                (now, now, _encode(queue)),
+            )
+            row = cur.fetchone()
+        assert row is not None
+        return int(row[0]), int(row[1])
+
+    def oldest_age(self, queue: str, now: float) -> float | None:
+        """Seconds since the oldest message arrived in ``queue``; ``None`` when empty."""
+        check_queue_name(queue)
+        with self._store._transaction() as cur:
+            cur.execute(
+                sql.SQL("SELECT MIN(sent_at) FROM {} WHERE queue = %s").format(self._t),
+                (_encode(queue),),
+            )
+            row = cur.fetchone()
+        if row is None or row[0] is None:
+            return None
+        return max(0.0, now - float(row[0]))
+
+    def peek(self, queue: str, max_messages: int = 10) -> list[Message]:
+        """The oldest messages, visible or not, unchanged."""
+        check_receive(queue, max_messages, 0.0)
+        with self._store._transaction() as cur:
+            cur.execute(
+                sql.SQL(
+                    "SELECT {} FROM {} WHERE queue = %s ORDER BY sent_at, seq LIMIT %s"
+                ).format(_COLUMNS, self._t),
+                (_encode(queue), max_messages),
+            )
+            rows = cur.fetchall()
+        return [_message(row) for row in rows]
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the pool; a later call opens a new one."""
+        self._store.close()
+
+    def drop(self) -> None:
+        """Drop the messages table and its schema row (tests and tear-down only)."""
+        self._store.drop()

@@ -1,4 +1,4 @@
-"""Reliable event processing: idempotency, validation, batch partial failures."""
+"""Reliable event processing: idempotency, validation, batch partial failures, queues, DLQs."""
 
 from stormproof.events.batch import BatchFailed, BatchProcessor, BatchResult, Record
 from stormproof.events.idempotency import (
@@ -11,6 +11,8 @@ from stormproof.events.idempotency import (
     idempotent,
     payload_hash,
 )
+from stormproof.events.queue import Message, QueuePolicy, QueueStore, open_queue
+from stormproof.events.redrive import Redrive
 from stormproof.events.validation import Invalid, ValidationPolicy
 
 __all__ = [
@@ -24,8 +26,13 @@ __all__ = [
     "IdempotencyKeyReused",
     "IdempotencyWarning",
     "Invalid",
+    "Message",
+    "QueuePolicy",
+    "QueueStore",
     "Record",
+    "Redrive",
     "ValidationPolicy",
     "idempotent",
+    "open_queue",
     "payload_hash",
 ]

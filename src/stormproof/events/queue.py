@@ -153,9 +153,7 @@ class QueueStore(Protocol):
         """The version ``init`` recorded for this table, or ``None`` before it."""
         ...
 
-    def send(
-        self, queue: str, body: str, attributes: Mapping[str, str] | None, now: float
-    ) -> str:
+    def send(self, queue: str, body: str, attributes: Mapping[str, str] | None, now: float) -> str:
         """Append a message, visible at once; returns its id."""
         ...
 

@@ -119,9 +119,7 @@ class PostgresQueue:
 
     # -- messages --------------------------------------------------------------------------------
 
-    def send(
-        self, queue: str, body: str, attributes: Mapping[str, str] | None, now: float
-    ) -> str:
+    def send(self, queue: str, body: str, attributes: Mapping[str, str] | None, now: float) -> str:
         """Append a message, visible at once; returns its id (uuid4 hex)."""
         attrs = check_send(queue, body, attributes)
         check_now(now)
@@ -287,9 +285,9 @@ class PostgresQueue:
         check_receive(queue, max_messages, 0.0)
         with self._store._transaction() as cur:
             cur.execute(
-                sql.SQL(
-                    "SELECT {} FROM {} WHERE queue = %s ORDER BY sent_at, seq LIMIT %s"
-                ).format(_COLUMNS, self._t),
+                sql.SQL("SELECT {} FROM {} WHERE queue = %s ORDER BY sent_at, seq LIMIT %s").format(
+                    _COLUMNS, self._t
+                ),
                 (_encode(queue), max_messages),
             )
             rows = cur.fetchall()

@@ -94,9 +94,7 @@ class SQLiteQueue:
                 " visible_at REAL NOT NULL,"
                 " receipt TEXT)"
             )
-            conn.execute(
-                f'CREATE INDEX IF NOT EXISTS "{name}_order" ON {t} (queue, sent_at, seq)'
-            )
+            conn.execute(f'CREATE INDEX IF NOT EXISTS "{name}_order" ON {t} (queue, sent_at, seq)')
             conn.execute(f'CREATE INDEX IF NOT EXISTS "{name}_receipt" ON {t} (receipt)')
             conn.execute(
                 f"CREATE TABLE IF NOT EXISTS {SCHEMA_TABLE} ("
@@ -113,9 +111,7 @@ class SQLiteQueue:
 
     # -- messages --------------------------------------------------------------------------------
 
-    def send(
-        self, queue: str, body: str, attributes: Mapping[str, str] | None, now: float
-    ) -> str:
+    def send(self, queue: str, body: str, attributes: Mapping[str, str] | None, now: float) -> str:
         """Append a message, visible at once; returns its id (uuid4 hex)."""
         attrs = check_send(queue, body, attributes)
         check_now(now)

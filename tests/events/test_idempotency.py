@@ -221,3 +221,12 @@ def test_invalid_configuration(kwargs: dict[str, Any], field: str) -> None:
     with pytest.raises(ConfigError) as excinfo:
         IdempotencyConfig(**kwargs)
     assert excinfo.value.field == field
+
+
+def test_a_result_that_cannot_be_stored_fails_clearly_and_frees_the_key() -> None:
+    from stormproof.events.idempotency import IdempotencyError
+
+    engine, store, _ = make()
+    with pytest.raises(IdempotencyError, match="not JSON-serialisable"):
+        engine.run("k", {}, lambda: object())
+    assert store.get("k") is None  # released, so a retry (with a serialiser) may run

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from stormproof.errors import ConfigError
-from stormproof.events.validation import Invalid, ValidationPolicy
+from stormproof.events.validation import DeadLetterFailed, Invalid, ValidationPolicy
 
 ORDER = {
     "type": "object",
@@ -47,12 +47,34 @@ def test_valid_events_pass_invalid_ones_are_counted_and_dead_lettered() -> None:
     assert all(d.detail for d in dead)
 
 
-def test_pydantic_models_work_the_same_way() -> None:
+def test_pydantic_models_pass_on_coerced_instances() -> None:
     policy = ValidationPolicy(Order)
-    assert policy.filter([{"id": "a", "amount": 1}, {"id": "b", "amount": "x"}]) == [
-        {"id": "a", "amount": 1}
-    ]
-    assert list(policy.counts) == ["schema:int_parsing:data.amount"]
+    passed = policy.filter([{"id": "a", "amount": "3"}, {"id": "b", "amount": "x"}, [1]])
+    assert passed == [Order(id="a", amount=3)]  # "3" was coerced
+    assert dict(policy.counts) == {
+        "schema:int_parsing:data.amount": 1,
+        "schema:model_type:data": 1,  # an error about the whole event is reported at "data"
+    }
+
+
+def test_a_failing_dead_letter_sink_loses_nothing() -> None:
+    def broken_sink(invalid: Invalid) -> None:
+        raise OSError("DLQ unreachable")
+
+    policy = ValidationPolicy(ORDER, dead_letter=broken_sink)
+    with pytest.raises(DeadLetterFailed) as excinfo:
+        policy.filter([{"id": "x"}, {"id": "a", "amount": 1}, b"{bad"])
+    failure = excinfo.value
+    assert [i.reason for i, _ in failure.undelivered] == ["schema:required:data", "invalid_json"]
+    assert failure.passed == [{"id": "a", "amount": 1}]
+    assert policy.valid == 1
+
+
+def test_text_size_is_measured_in_utf8_bytes_even_unparsed() -> None:
+    policy = ValidationPolicy({"type": "string"}, max_bytes=10, parse_json=False)
+    assert policy.filter(["é" * 6]) == []  # 6 characters, 12 bytes
+    assert policy.counts["too_large"] == 1
+    assert policy.filter(["é" * 5]) == ["é" * 5]
 
 
 def test_size_and_depth_limits() -> None:

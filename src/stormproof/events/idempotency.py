@@ -21,7 +21,13 @@ lease cannot overwrite the new owner's record (the store checks its token); it r
 with an :class:`IdempotencyWarning`.
 
 Payloads are identified by a SHA-256 of their canonical JSON: keys sorted, no whitespace
-(``separators=(",", ":")``), UTF-8 without escaping, NaN and infinities refused.
+(``separators=(",", ":")``), UTF-8 without escaping, NaN and infinities refused. The
+decorator's default payload is the arguments *as passed* (``{"args": [...], "kwargs": {...}}``),
+so ``f(7, "x")`` and ``f(7, email="x")`` are different payloads; give ``key=`` and ``payload=``
+to normalise.
+
+A result that cannot be serialised raises :class:`IdempotencyError` after the function ran, and
+the record is released (or kept as failed): give ``IdempotencyConfig.serialize`` for such types.
 """
 
 from __future__ import annotations
@@ -201,7 +207,16 @@ class Idempotency:
         return self.config.deserialize(record.result or "null")
 
     def _finish(self, key: str, token: str, result: Any) -> None:
-        text = self.config.serialize(result)
+        try:
+            text = self.config.serialize(result)
+        except (TypeError, ValueError) as error:
+            # The function ran, but its result cannot be stored: handle it like a failure (the
+            # record is released or kept as failed per on_error) and say so plainly.
+            self._failed(key, token, error)
+            raise IdempotencyError(
+                f"idempotency key {key!r}: the result of type {type(result).__name__} is not "
+                "JSON-serialisable, so it was not stored (give IdempotencyConfig.serialize)"
+            ) from error
         if not self.store.complete(key, token, text, self.clock(), ttl=self.config.ttl):
             warnings.warn(
                 f"idempotency key {key!r}: the lease expired before the result was stored; "

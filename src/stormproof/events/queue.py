@@ -49,7 +49,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from stormproof._validate import finite_above, finite_at_least, int_at_least
 from stormproof.errors import ConfigError
@@ -280,8 +280,11 @@ def with_default_table(url: str, table: str = DEFAULT_QUEUE_TABLE) -> str:
     names = [name for name, _ in parse_qsl(parts.query, keep_blank_values=True)]
     if "table" in names:
         return url
-    query = f"{parts.query}&table={table}" if parts.query else f"table={table}"
-    return urlunsplit(parts._replace(query=query))
+    # Append to the text rather than rebuilding with urlunsplit, which collapses the empty
+    # host of sqlite:////absolute/path into sqlite://absolute/path.
+    base, sep, fragment = url.partition("#")
+    joined = f"{base}&table={table}" if parts.query else f"{base}?table={table}"
+    return joined + sep + fragment
 
 
 def open_queue(url: str, *, policies: Mapping[str, QueuePolicy] | None = None) -> QueueStore:

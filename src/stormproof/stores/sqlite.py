@@ -31,11 +31,12 @@ WAL on every commit: an acknowledged write survives power loss too, at a through
 
 **Concurrency.** Each thread gets its own connection (``sqlite3`` connections must not be used
 by two threads at once); any number of processes may open the same file. Every write is one
-explicit ``BEGIN IMMEDIATE`` ... ``COMMIT`` transaction: ``BEGIN IMMEDIATE`` takes the database's
-single write lock up front (waiting up to ``busy_timeout_ms``), so ``claim``'s read-then-write is
-atomic across threads and processes, and a write returns only after its commit. Do not put the
-file on a network file system (WAL needs shared memory between the processes), and do not carry
-a store across ``fork`` while using it: a forked child opens fresh connections.
+statement in autocommit mode, which SQLite runs as its own transaction under the database's
+single write lock (waiting up to ``busy_timeout_ms``): ``claim`` is a single upsert whose
+condition is the claimable rule, so it is atomic across threads and processes, and each write
+returns only after its commit. ``init`` uses an explicit ``BEGIN IMMEDIATE`` ... ``COMMIT``.
+Do not put the file on a network file system (WAL needs shared memory between the processes),
+and do not carry a store across ``fork`` while using it: a forked child opens fresh connections.
 """
 
 from __future__ import annotations

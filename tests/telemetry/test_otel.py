@@ -236,3 +236,19 @@ def test_default_meter_and_invalid_configuration() -> None:
     with pytest.raises(ConfigError) as excinfo:
         rec.breaker_hook(None)  # type: ignore[arg-type]
     assert excinfo.value.field == "name"
+
+
+def test_queue_gauges(reader: InMemoryMetricReader, rec: OpenTelemetryRecorder) -> None:
+    rec.queue("orders-dlq", 4, 1, 90.0)
+    rec.queue("orders", 0, 0, None)
+    metrics = collect(reader)
+    assert points(metrics, "stormproof_queue_messages") == {
+        attrs(queue="orders", state="visible"): 0,
+        attrs(queue="orders", state="in_flight"): 0,
+        attrs(queue="orders-dlq", state="visible"): 4,
+        attrs(queue="orders-dlq", state="in_flight"): 1,
+    }
+    assert points(metrics, "stormproof_queue_oldest_age_seconds") == {
+        attrs(queue="orders"): 0.0,
+        attrs(queue="orders-dlq"): 90.0,
+    }

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 pytest.importorskip("prometheus_client")
@@ -226,3 +228,36 @@ def test_invalid_configuration_names_the_field(registry: CollectorRegistry) -> N
     assert excinfo.value.field == "name"
     with pytest.raises(ValueError, match="Duplicated timeseries"):
         PrometheusRecorder(registry)  # one recorder per registry and namespace
+
+
+def test_queue_depth_and_age_gauges_from_a_queue_store(tmp_path: Path) -> None:
+    from stormproof.events.queue import open_queue
+
+    registry = CollectorRegistry()
+    rec = PrometheusRecorder(registry)
+    queues = open_queue(f"sqlite:///{tmp_path / 'q.db'}")
+    queues.init()
+    for n in range(3):
+        queues.send("orders-dlq", str(n), None, 100.0 + n)
+    queues.receive("orders-dlq", 1, 30.0, 150.0)
+    rec.observe_queue(queues, "orders-dlq", 160.0)
+    queues.close()
+    assert (
+        registry.get_sample_value(
+            "stormproof_queue_messages", {"queue": "orders-dlq", "state": "visible"}
+        )
+        == 2.0
+    )
+    assert (
+        registry.get_sample_value(
+            "stormproof_queue_messages", {"queue": "orders-dlq", "state": "in_flight"}
+        )
+        == 1.0
+    )
+    assert registry.get_sample_value(
+        "stormproof_queue_oldest_age_seconds", {"queue": "orders-dlq"}
+    ) == pytest.approx(60.0)
+    rec.queue("empty", 0, 0, None)
+    assert (
+        registry.get_sample_value("stormproof_queue_oldest_age_seconds", {"queue": "empty"}) == 0.0
+    )

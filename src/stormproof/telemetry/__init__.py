@@ -56,13 +56,19 @@ serves either path:
     others, so ``stormproof_breaker_state{state="open"} == 1`` selects the open breakers.
 ``stormproof_breaker_transitions_total`` (counter; labels ``name``, ``from``, ``to``)
     One per state change of a breaker.
+``stormproof_queue_messages`` (gauge; labels ``queue``, ``state`` = ``visible``/``in_flight``)
+and ``stormproof_queue_oldest_age_seconds`` (gauge; label ``queue``)
+    A queue's depth and its oldest message's age, as last recorded with ``recorder.queue(...)``
+    or ``recorder.observe_queue(store, name, now)`` (call it on a schedule). The dead-letter
+    alarm REL 2 asks for, in PromQL:
+    ``stormproof_queue_messages{queue="orders-dlq", state="visible"} > 0`` held for 5 minutes,
+    or ``stormproof_queue_oldest_age_seconds{queue="orders-dlq"} > 3600``.
 
 Two notes on what the hooks can see. The breaker's state is the one it last *reported*: an open
 breaker whose ``open_duration`` has passed reports half-open only when it is next asked
 (``allow``), so the gauge stays at open until then. And a call that the pipeline's breaker
-refuses raises :class:`~stormproof.policies.breaker.BreakerOpen` without a pipeline event; it
-shows up as the retry driver's decision about that error, if a retry strategy encloses the
-breaker.
+refuses raises :class:`~stormproof.policies.breaker.BreakerOpen` and is reported as a
+``mechanism="breaker", outcome="rejected"`` pipeline event.
 
 Write another adapter by implementing :class:`Recorder`; the hook methods must be cheap and must
 not raise, since they run inside the call they describe.
@@ -103,6 +109,8 @@ METRIC_NAMES: tuple[str, ...] = (
     "pipeline_decisions_total",
     "breaker_state",
     "breaker_transitions_total",
+    "queue_messages",
+    "queue_oldest_age_seconds",
 )
 
 
@@ -124,4 +132,8 @@ class Recorder(Protocol):
 
     def breaker(self, name: str, change: StateChange) -> None:
         """Record a state change of the circuit breaker called ``name``."""
+        ...
+
+    def queue(self, name: str, visible: int, in_flight: int, oldest_age: float | None) -> None:
+        """Record a queue's depth and the age of its oldest message."""
         ...

@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable, Sequence
 
 from stormproof.errors import ConfigError
+from stormproof.events.queue import QueueStore
 from stormproof.policies.breaker import BreakerState, StateChange
 from stormproof.run._common import RetryEvent
 from stormproof.run.pipeline import PipelineEvent
@@ -38,13 +39,14 @@ def _check_buckets(buckets: Sequence[float]) -> tuple[float, ...]:
 class _RecorderBase:
     """Implements the :class:`~stormproof.telemetry.Recorder` methods on four primitives."""
 
-    __slots__ = ("_lock", "_states")
+    __slots__ = ("_lock", "_queues", "_states")
 
     def __init__(self) -> None:
         # Guards _states and the state-set updates: two transitions of one breaker reported from
         # two threads must not leave two states at 1.
         self._lock = threading.Lock()
         self._states: dict[str, BreakerState] = {}
+        self._queues: dict[str, tuple[int, int, float]] = {}
 
     # -- primitives an adapter implements -----------------------------------------------------
 
@@ -62,6 +64,9 @@ class _RecorderBase:
 
     def _state_set(self, name: str, state: BreakerState) -> None:
         """Publish ``state`` as the current state of breaker ``name`` (called under the lock)."""
+
+    def _queue_set(self, name: str, visible: int, in_flight: int, oldest_age: float) -> None:
+        """Publish a queue's depth and oldest age (called under the lock)."""
 
     # -- the Recorder protocol ----------------------------------------------------------------
 
@@ -125,6 +130,30 @@ class _RecorderBase:
             self.breaker(name, change)
 
         return on_state_change
+
+    def queue(self, name: str, visible: int, in_flight: int, oldest_age: float | None) -> None:
+        """Record a queue's depth and the age of its oldest message (0 when empty).
+
+        Sets ``queue_messages{queue, state=visible|in_flight}`` and
+        ``queue_oldest_age_seconds{queue}``. Call it periodically, or use :meth:`observe_queue`.
+        A dead-letter queue that is not empty, or whose oldest message is old, is the alarm that
+        REL 2 asks for: for example, in PromQL,
+        ``stormproof_queue_messages{queue="orders-dlq", state="visible"} > 0`` for 5 minutes.
+        """
+        age = 0.0 if oldest_age is None else float(oldest_age)
+        with self._lock:
+            self._queues[name] = (int(visible), int(in_flight), age)
+            self._queue_set(name, int(visible), int(in_flight), age)
+
+    def observe_queue(self, store: QueueStore, name: str, now: float) -> None:
+        """Read ``name``'s depth and oldest age from a queue store and :meth:`queue` them."""
+        visible, in_flight = store.depth(name, now)
+        self.queue(name, visible, in_flight, store.oldest_age(name, now))
+
+    def queue_depths(self) -> dict[str, tuple[int, int, float]]:
+        """The last recorded ``(visible, in_flight, oldest_age)`` of every queue (a copy)."""
+        with self._lock:
+            return dict(self._queues)
 
     def breaker_states(self) -> dict[str, BreakerState]:
         """The last reported state of every breaker this recorder knows, by name (a copy)."""

@@ -78,7 +78,15 @@ class OpenTelemetryRecorder(_RecorderBase):
             and strictly increasing.
     """
 
-    __slots__ = ("_decisions", "_delays", "_retries", "_state", "_transitions")
+    __slots__ = (
+        "_decisions",
+        "_delays",
+        "_queue_age",
+        "_queue_messages",
+        "_retries",
+        "_state",
+        "_transitions",
+    )
 
     def __init__(self, meter: Meter | None = None, *, buckets: Sequence[float] = DELAY_BUCKETS):
         super().__init__()
@@ -113,6 +121,18 @@ class OpenTelemetryRecorder(_RecorderBase):
             callbacks=[self._observe_states],
             description="Circuit breaker state: 1 for the breaker's current state, 0 for others.",
         )
+        self._queue_messages = meter.create_observable_gauge(
+            "stormproof_queue_messages",
+            callbacks=[self._observe_queue_messages],
+            unit="{message}",
+            description="Messages in a stormproof queue, visible or in flight.",
+        )
+        self._queue_age = meter.create_observable_gauge(
+            "stormproof_queue_oldest_age_seconds",
+            callbacks=[self._observe_queue_ages],
+            unit="s",
+            description="Age of the oldest message in a stormproof queue (0 when empty).",
+        )
 
     def _count_retry(self, kind: str, reason: str) -> None:
         self._retries.add(1, {"kind": kind, "reason": reason})
@@ -135,6 +155,21 @@ class OpenTelemetryRecorder(_RecorderBase):
             Observation(1 if each is current else 0, {"name": name, "state": each.value})
             for name, current in sorted(states.items())
             for each in _STATES
+        ]
+
+    def _observe_queue_messages(self, options: CallbackOptions) -> Iterable[Observation]:
+        """The queue-depth gauge callback, from the last recorded depths, in name order."""
+        return [
+            Observation(count, {"queue": name, "state": state})
+            for name, (visible, in_flight, _) in sorted(self.queue_depths().items())
+            for state, count in (("visible", visible), ("in_flight", in_flight))
+        ]
+
+    def _observe_queue_ages(self, options: CallbackOptions) -> Iterable[Observation]:
+        """The oldest-age gauge callback."""
+        return [
+            Observation(age, {"queue": name})
+            for name, (_, _, age) in sorted(self.queue_depths().items())
         ]
 
     def __repr__(self) -> str:

@@ -49,7 +49,15 @@ class PrometheusRecorder(_RecorderBase):
             ``CollectorRegistry``, or ``buckets`` are not finite and strictly increasing.
     """
 
-    __slots__ = ("_decisions", "_delays", "_retries", "_state", "_transitions")
+    __slots__ = (
+        "_decisions",
+        "_delays",
+        "_queue_age",
+        "_queue_messages",
+        "_retries",
+        "_state",
+        "_transitions",
+    )
 
     def __init__(
         self,
@@ -101,6 +109,20 @@ class PrometheusRecorder(_RecorderBase):
             namespace=namespace,
             registry=registry,
         )
+        self._queue_messages = Gauge(
+            "queue_messages",
+            "Messages in a stormproof queue, visible or in flight.",
+            ("queue", "state"),
+            namespace=namespace,
+            registry=registry,
+        )
+        self._queue_age = Gauge(
+            "queue_oldest_age_seconds",
+            "Age of the oldest message in a stormproof queue (0 when empty).",
+            ("queue",),
+            namespace=namespace,
+            registry=registry,
+        )
 
     def _count_retry(self, kind: str, reason: str) -> None:
         self._retries.labels(kind, reason).inc()
@@ -118,6 +140,11 @@ class PrometheusRecorder(_RecorderBase):
         gauge = self._state
         for each in _STATES:
             gauge.labels(name, each.value).set(1.0 if each is state else 0.0)
+
+    def _queue_set(self, name: str, visible: int, in_flight: int, oldest_age: float) -> None:
+        self._queue_messages.labels(name, "visible").set(visible)
+        self._queue_messages.labels(name, "in_flight").set(in_flight)
+        self._queue_age.labels(name).set(oldest_age)
 
     def __repr__(self) -> str:
         return f"PrometheusRecorder(breakers={sorted(self.breaker_states())!r})"

@@ -1,9 +1,12 @@
-"""Back ends for the store tests: memory, SQLite, and the real PostgreSQL and Redis servers.
+"""Back ends for the store tests: memory, SQLite, the real PostgreSQL and Redis servers, and
+DynamoDB emulated in-process by moto.
 
 PostgreSQL (127.0.0.1:5432, database ``test``) and Redis (127.0.0.1:6379) are used when they
 answer. When one does not, its tests are skipped with the reason -- unless
 ``STORMPROOF_REQUIRE_SERVICES=1`` (set by ``.ci/run``), where a missing server is a failure.
-Each test gets its own table or key prefix, dropped afterwards.
+Each test gets its own table or key prefix, dropped afterwards. DynamoDB tests run inside
+``moto.mock_aws()`` (the ``aws_mock`` fixture), with fake credentials, so nothing leaves the
+process; the mock outlives the ``store`` fixture, whose tear-down drops the table.
 """
 
 from __future__ import annotations
@@ -21,7 +24,16 @@ from stormproof.stores.base import IdempotencyStore
 
 POSTGRES = os.environ.get("STORMPROOF_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS = os.environ.get("STORMPROOF_REDIS_URL", "redis://127.0.0.1:6379/15")
-BACKENDS = ["memory", "sqlite", "postgresql", "redis"]
+BACKENDS = ["memory", "sqlite", "postgresql", "redis", "dynamodb"]
+#: Fake credentials and region for moto, so boto3 never finds (or uses) real ones.
+_AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SECURITY_TOKEN": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+_AWS_UNSET = ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB", "AWS_ROLE_ARN")
 
 
 def _reachable(host: str, port: int) -> bool:
@@ -57,7 +69,27 @@ def store_url(backend: str, tmp_path: Path) -> str:
         pytest.importorskip("redis", reason="the redis extra is not installed")
         require_service("Redis", "127.0.0.1", 6379)
         return f"{REDIS}?prefix=sp-test-{unique}:"
+    if backend == "dynamodb":
+        # Usable only while moto's mock runs: request the ``aws_mock`` fixture too.
+        pytest.importorskip("boto3", reason="the aws extra is not installed")
+        pytest.importorskip("moto", reason="moto is not installed")
+        return f"dynamodb://sp-test-{unique}?region=us-east-1"
     raise ValueError(backend)
+
+
+@pytest.fixture
+def aws_mock(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    """Run the test inside ``moto.mock_aws()`` with fake credentials and region."""
+    moto = pytest.importorskip("moto", reason="moto is not installed")
+    for name, value in _AWS_ENV.items():
+        monkeypatch.setenv(name, value)
+    for name in _AWS_UNSET:
+        monkeypatch.delenv(name, raising=False)
+    # No shared config or credentials files of the machine running the tests.
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    with moto.mock_aws():
+        yield
 
 
 @pytest.fixture(params=BACKENDS)
@@ -66,7 +98,11 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def url(backend: str, tmp_path: Path) -> str:
+def url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    if backend == "dynamodb":
+        # Requested from here, the mock is set up before and torn down after ``url`` and so
+        # after ``store`` (which depends on ``url``): the table is dropped inside the mock.
+        request.getfixturevalue("aws_mock")
     return store_url(backend, tmp_path)
 
 

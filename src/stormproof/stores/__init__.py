@@ -3,12 +3,15 @@
     store = stormproof.stores.open("sqlite:////var/lib/app/stormproof.db")  # embedded default
     store = stormproof.stores.open("postgresql://user@host/db")             # psycopg 3, pooled
     store = stormproof.stores.open("redis://localhost:6379/0")               # redis-py
+    store = stormproof.stores.open("dynamodb://table?region=us-east-1")      # boto3
     store = stormproof.stores.open("memory://")                              # tests
     store.init()                                                             # explicit, idempotent
 
 Query parameters select a table (SQL) or key prefix (Redis): ``?table=...``, ``?prefix=...``,
-so several applications or test runs can share one database. The heavy back ends are optional
-extras (``stormproof[postgres]``, ``stormproof[redis]``) imported only when their URL is opened.
+so several applications or test runs can share one database; DynamoDB takes the table name as
+the URL's host (``dynamodb://TABLE``). The heavy back ends are optional extras
+(``stormproof[postgres]``, ``stormproof[redis]``, ``stormproof[aws]`` for DynamoDB) imported
+only when their URL is opened.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ __all__ = [
     "open",
 ]
 
-_SCHEMES = ("memory", "sqlite", "postgresql", "postgres", "redis")
+_SCHEMES = ("memory", "sqlite", "postgresql", "postgres", "redis", "dynamodb")
 
 
 def open(url: str) -> IdempotencyStore:
@@ -58,6 +61,10 @@ def open(url: str) -> IdempotencyStore:
         from stormproof.stores.redis import RedisStore
 
         return RedisStore(url)
+    if scheme == "dynamodb":
+        from stormproof.stores.dynamodb import DynamoDBStore
+
+        return DynamoDBStore(url)
     raise ConfigError(
         "url", f"scheme {scheme!r} is not supported; use one of {', '.join(_SCHEMES)}", url
     )

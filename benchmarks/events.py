@@ -8,7 +8,25 @@
 * ``idempotent_sqlite`` -- idempotent calls/s on the embedded SQLite store (WAL, synchronous
   NORMAL), each call a new key (claim + complete = two committed transactions);
   ``idempotent_duplicate_sqlite`` -- calls/s for a key already completed (one read).
-  ``idempotent_postgres`` the same on PostgreSQL when it answers on 127.0.0.1:5432.
+  ``idempotent_postgres`` the same on PostgreSQL when it answers on 127.0.0.1:5432 (no peer).
+* ``idempotent_redis`` / ``idempotent_duplicate_redis`` -- the same on Redis (127.0.0.1:6379,
+  db 15, a unique key prefix) when it answers; peer: AWS Lambda Powertools' idempotency utility
+  (``idempotent_function``) with its Redis persistence layer on the same server and db.
+* ``idempotent_dynamodb`` / ``idempotent_duplicate_dynamodb`` -- stormproof's DynamoDB store
+  (when ``stormproof.stores.dynamodb`` exists) and Powertools' ``DynamoDBPersistenceLayer``,
+  each on its own table in moto's in-process mock (``moto.mock_aws``). Both make the same calls
+  (new key: PutItem + UpdateItem; duplicate: one failed PutItem returning the old item), and
+  moto's parsing of them is most of the time: compare client-side cost, not DynamoDB latency.
+
+Powertools (``idempotent_function``, ``data_keyword_argument="event"``) is configured to do the
+same work as stormproof: an explicit key (``event_key_jmespath="key"``), the payload checked
+against the stored hash (``payload_validation_jmespath="payload"``), no local cache, a one-hour
+TTL, and a stub Lambda context given to ``config.register_lambda_context`` so in-progress records
+get a 60 s expiry like stormproof's lease (outside Lambda it is optional, but without it
+Powertools warns on every claim and in-progress records never expire before the TTL). On Redis
+payload validation is off: Powertools 3.37's Redis layer drops the hash when it completes a
+record, so every duplicate would fail validation. Keys are under a unique ``key_prefix``,
+deleted afterwards.
 
 Rates are medians of ``--repeats`` runs; ``--json`` prints a list of
 ``{"case", "ours_per_s", "peer", "peer_per_s", "ratio"}`` (ratio = ours / peer, above 1 is
@@ -18,12 +36,14 @@ better for us).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import socket
 import statistics
 import tempfile
 import time
 import uuid
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -36,6 +56,10 @@ SCHEMA = {
     "required": ["id", "amount"],
     "properties": {"id": {"type": "string"}, "amount": {"type": "integer", "minimum": 1}},
 }
+POWERTOOLS = "aws-lambda-powertools"
+# Every Powertools key starts with this (``{key_prefix}#{hash}``); deleted after the Redis run.
+POWERTOOLS_PREFIX = f"sp-bench-pt-{uuid.uuid4().hex[:12]}"
+REGION = "us-east-1"
 
 
 def rate(count: int, run: Callable[[], None], repeats: int) -> float:
@@ -108,13 +132,132 @@ def idempotency_rows(url: str, label: str, n: int, repeats: int) -> list[dict[st
         store.close()
 
 
+class _StubLambdaContext:
+    """What Powertools reads from a Lambda context: the time left (our lease, 60 s)."""
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 60_000
+
+
+def powertools_rates(
+    layer: Any, label: str, n: int, repeats: int, *, validate: bool = True
+) -> dict[str, float]:
+    """Powertools' ``idempotent_function`` calls/s on ``layer``: new keys and one done key."""
+    from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig, idempotent_function
+
+    config = IdempotencyConfig(
+        event_key_jmespath="key",
+        payload_validation_jmespath="payload" if validate else "",
+        expires_after_seconds=3600,
+        use_local_cache=False,
+    )
+    config.register_lambda_context(_StubLambdaContext())
+
+    @idempotent_function(
+        data_keyword_argument="event",
+        persistence_store=layer,
+        config=config,
+        key_prefix=POWERTOOLS_PREFIX,
+    )
+    def handle(*, event: dict[str, Any]) -> int:
+        return _identity(event["payload"]["i"])
+
+    def fresh() -> None:
+        prefix = uuid.uuid4().hex
+        for i in range(n):
+            handle(event={"key": f"{prefix}-{i}", "payload": {"i": i}})
+
+    done_key = uuid.uuid4().hex
+    handle(event={"key": done_key, "payload": {"i": 0}})
+
+    def duplicate() -> None:
+        for _ in range(n):
+            handle(event={"key": done_key, "payload": {"i": 0}})
+
+    return {
+        f"idempotent_{label}": rate(n, fresh, repeats),
+        f"idempotent_duplicate_{label}": rate(n, duplicate, repeats),
+    }
+
+
+def with_peer(rows: list[dict[str, Any]], peer: str, rates: dict[str, float]) -> None:
+    for row in rows:
+        peer_rate = rates.get(row["case"])
+        if peer_rate is not None:
+            row.update(peer=peer, peer_per_s=peer_rate, ratio=row["ours_per_s"] / peer_rate)
+
+
+def _has(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def redis_rows(n: int, repeats: int) -> list[dict[str, Any]]:
+    unique = uuid.uuid4().hex[:12]
+    rows = idempotency_rows(
+        f"redis://127.0.0.1:6379/15?prefix=sp-bench-{unique}:", "redis", n, repeats
+    )
+    if not _has("aws_lambda_powertools"):
+        return rows
+    import redis
+    from aws_lambda_powertools.utilities.idempotency.persistence.cache import (
+        CachePersistenceLayer,
+    )
+
+    client = redis.Redis(host="127.0.0.1", port=6379, db=15, decode_responses=True)
+    try:
+        with warnings.catch_warnings():
+            # 3.x marks the Redis layer deprecated in favour of CachePersistenceLayer, which is
+            # an alias of the same class, so constructing either warns.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            layer = CachePersistenceLayer(client=client)
+        # No payload validation here: in Powertools 3.37 the Redis layer's completed record drops
+        # the validation hash, so every duplicate would raise IdempotencyValidationError.
+        rates = powertools_rates(layer, "redis", n, repeats, validate=False)
+        with_peer(rows, POWERTOOLS, rates)
+    finally:
+        stale = list(client.scan_iter(match=f"{POWERTOOLS_PREFIX}#*", count=1000))
+        for start in range(0, len(stale), 500):
+            client.unlink(*stale[start : start + 500])
+        client.close()
+    return rows
+
+
+def dynamodb_rows(n: int, repeats: int) -> list[dict[str, Any]]:
+    if not _has("stormproof.stores.dynamodb"):
+        return []  # no peer row without ours
+    import boto3
+    from moto import mock_aws
+
+    with mock_aws():  # fake credentials; every boto3 client in here talks to the mock
+        client = boto3.client("dynamodb", region_name=REGION)
+        url = f"dynamodb://sp_bench_{uuid.uuid4().hex[:8]}?region={REGION}"
+        rows = idempotency_rows(url, "dynamodb", n, repeats)
+        if not _has("aws_lambda_powertools"):
+            return rows
+        from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
+
+        table = f"powertools_bench_{uuid.uuid4().hex[:8]}"
+        client.create_table(
+            TableName=table,
+            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        layer = DynamoDBPersistenceLayer(table_name=table, boto3_client=client)
+        with_peer(rows, POWERTOOLS, powertools_rates(layer, "dynamodb", n, repeats))
+        return rows
+
+
 def _identity(value: int) -> int:
     return value
 
 
-def _postgres_up() -> bool:
+def _up(port: int) -> bool:
     try:
-        with socket.create_connection(("127.0.0.1", 5432), timeout=1.0):
+        with socket.create_connection(("127.0.0.1", port), timeout=1.0):
             return True
     except OSError:
         return False
@@ -134,10 +277,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{Path(tmp) / 'bench.db'}"
         rows += idempotency_rows(url, "sqlite", args.calls, args.repeats)
-    if _postgres_up():
+    if _up(5432) and _has("psycopg"):
         table = f"sp_bench_{uuid.uuid4().hex[:8]}"
         pg = f"postgresql://postgres@127.0.0.1:5432/test?table={table}"
         rows += idempotency_rows(pg, "postgres", args.calls // 5, args.repeats)
+    if _up(6379) and _has("redis"):
+        rows += redis_rows(args.calls, args.repeats)
+    if _has("moto") and _has("boto3"):
+        # moto parses every request in-process (~10 ms per write), so fewer calls.
+        rows += dynamodb_rows(max(args.calls // 25, 20), args.repeats)
     for row in rows:
         row.setdefault("peer", None)
         row.setdefault("peer_per_s", None)

@@ -248,7 +248,7 @@ def _complete_and_report(url: str, conn: Connection) -> None:
         "durable", "child", '{"ok": true}', time.time(), ttl=600
     )
     conn.send(done)
-    time.sleep(60)  # killed long before; the pool is never closed
+    threading.Event().wait(60)  # blocks until the parent kills it; the pool is never closed
 
 
 def test_a_completed_record_survives_kill_9_of_its_writer(pg: PostgresStore) -> None:

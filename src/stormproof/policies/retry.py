@@ -383,6 +383,13 @@ class RetryCall:
         if predicate is None or not predicate(result):
             self.on_success(now)
             return None
+        return self.on_rejected_result(now)
+
+    def on_rejected_result(self, now: float) -> RetryAfter | GiveUp:
+        """Decide what follows a result that ``retry_on_result`` has already rejected.
+
+        For drivers that applied the predicate themselves, so that it runs once per attempt.
+        """
         return self._decide(now, None, False, False)
 
     def on_success(self, now: float) -> None:

@@ -88,9 +88,7 @@ class AsyncRetrying(RetryingBase):
                 budget.on_success(self.clock.now(), retry_cost=None)
             return result
         call = RetryCall(policy, self._started(started), None, policy.rng)
-        outcome = call.on_result(self.clock.now(), result)
-        if outcome is None:  # pragma: no cover - the predicate was already applied
-            return result
+        outcome = call.on_rejected_result(self.clock.now())
         await self._carry_out(call, outcome, None, result)
         return await self._loop(call, fn, args, kwargs)
 

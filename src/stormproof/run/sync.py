@@ -166,9 +166,7 @@ class Retrying(RetryingBase):
         self, fn: Callable[..., R], args: Any, kwargs: Any, started: float | None, result: Any
     ) -> R:
         call = self._resume(started)
-        decision = call.on_result(self.clock.now(), result)
-        if decision is None:  # pragma: no cover - the fast path already applied the predicate
-            return result  # type: ignore[no-any-return]
+        decision = call.on_rejected_result(self.clock.now())
         return self._next(call, decision, fn, args, kwargs, None, result)
 
     def _next(

@@ -239,7 +239,9 @@ class PostgresStore:
                     min_size=config.pool_min,
                     max_size=config.pool_max,
                     timeout=config.pool_timeout,
-                    kwargs={"autocommit": False},
+                    # Autocommit: a single statement is its own transaction, committed in the
+                    # same round trip; multi-statement work opens conn.transaction() explicitly.
+                    kwargs={"autocommit": True},
                     name=f"stormproof-{config.table}",
                     open=False,
                 )
@@ -251,6 +253,12 @@ class PostgresStore:
     def _transaction(self) -> Iterator[psycopg.Cursor[_Row]]:
         """A cursor in one transaction, committed when the block exits normally."""
         with self._get_pool().connection() as conn, conn.transaction(), conn.cursor() as cur:
+            yield cur
+
+    @contextmanager
+    def _statement(self) -> Iterator[psycopg.Cursor[_Row]]:
+        """A cursor whose every statement commits on its own (one round trip, no BEGIN)."""
+        with self._get_pool().connection() as conn, conn.cursor() as cur:
             yield cur
 
     # -- protocol --------------------------------------------------------------------------------
@@ -294,13 +302,13 @@ class PostgresStore:
             "now": now,
         }
         for _ in range(_CLAIM_ATTEMPTS):
-            with self._transaction() as cur:
+            with self._statement() as cur:
                 cur.execute(self._claim, params)
                 row = cur.fetchone()
                 if row is not None:
                     return Claim(True, _record(row))
-                # ON CONFLICT locked the existing row, so it is still there for this SELECT;
-                # the retry only guards against a row deleted in between all the same.
+                # The key is held: read the holder. The row may be released in between, in
+                # which case the loop claims again.
                 cur.execute(self._select, (params["key"],))
                 row = cur.fetchone()
                 if row is not None:
@@ -310,7 +318,7 @@ class PostgresStore:
     def _finish_claim(
         self, status: RecordStatus, key: str, token: str, result: str, now: float, ttl: float
     ) -> bool:
-        with self._transaction() as cur:
+        with self._statement() as cur:
             cur.execute(
                 self._finish,
                 (status.value, now + ttl, now, _encode(result), _encode(key), _encode(token)),
@@ -327,13 +335,13 @@ class PostgresStore:
 
     def release(self, key: str, token: str) -> bool:
         """Delete the record if ``token`` holds the claim."""
-        with self._transaction() as cur:
+        with self._statement() as cur:
             cur.execute(self._delete, (_encode(key), _encode(token)))
             return cur.rowcount == 1
 
     def get(self, key: str) -> IdempotencyRecord | None:
         """The record of ``key``, expired or not."""
-        with self._transaction() as cur:
+        with self._statement() as cur:
             cur.execute(self._select, (_encode(key),))
             row = cur.fetchone()
             return None if row is None else _record(row)

@@ -1,17 +1,17 @@
 """The ``stormproof`` command line. Requires the ``cli`` extra (typer and rich).
 
 One module per group of commands, each adding itself to :data:`app` when imported:
-:mod:`.schedule` (``schedule``), :mod:`.sim` (``scenarios``, ``run``), :mod:`.stores`
-(``stores init``), :mod:`.dlq` (``dlq inspect|redrive|purge``).
+:mod:`.schedule` (``schedule``), :mod:`.sim` (``scenarios``, ``run``), :mod:`.explore`
+(``explore``), :mod:`.stores` (``stores init``), :mod:`.dlq` (``dlq inspect|redrive|purge``).
 """
 
 from __future__ import annotations
 
-from stormproof.cli import dlq, schedule, sim, stores
+from stormproof.cli import dlq, explore, schedule, sim, stores
 from stormproof.cli._app import app
 from stormproof.cli.stores import _redacted
 
-__all__ = ["_redacted", "app", "dlq", "main", "schedule", "sim", "stores"]
+__all__ = ["_redacted", "app", "dlq", "explore", "main", "schedule", "sim", "stores"]
 
 
 def main() -> None:

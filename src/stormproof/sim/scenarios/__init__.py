@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from stormproof.errors import ConfigError
 from stormproof.sim.scenario import Scenario
+from stormproof.sim.scenarios.dynamodb_dns import DynamoDbDns
+from stormproof.sim.scenarios.ebs_2011 import Ebs2011
 from stormproof.sim.scenarios.occ_jitter import OccJitter
 from stormproof.sim.scenarios.simple_collapse import SimpleCollapse
 
 __all__ = ["OccJitter", "SimpleCollapse", "get", "names"]
 
 _CATALOGUE: dict[str, type[Scenario]] = {
+    DynamoDbDns.name: DynamoDbDns,
+    Ebs2011.name: Ebs2011,
     OccJitter.name: OccJitter,
     SimpleCollapse.name: SimpleCollapse,
 }

@@ -1,0 +1,351 @@
+"""ebs-2011: the EBS re-mirroring storm of 21 April 2011 (us-east-1), first day, simplified.
+
+Source: "Summary of the Amazon EC2 and Amazon RDS Service Disruption in the US East Region"
+(AWS, 29 April 2011; ``shared/seeds/aws-2011-04-ebs-rds-us-east-1.txt``). Time 0 is the
+network change, "At 12:47 AM PDT on April 21st".
+
+The model: one EBS cluster (the affected zone, :class:`~stormproof.sim.parts.storage.
+StorageCluster`) in which a share of the nodes is cut off for two minutes; every volume with a
+copy there loses its peer and, when the network returns, re-mirrors. Free space runs out, the
+rest search in a tight loop, and a race crashes nodes in proportion to the search attempts,
+adding stuck volumes. Beside it, a regional control plane
+(:class:`~stormproof.sim.parts.control_plane.ControlPlane`) whose threads are taken by
+create-volume calls to the exhausted cluster, failing calls for the other zones.
+
+Policies: ``as_happened`` (the operators' interventions at the report's times: create-volume
+disabled in the zone at 2:40 AM, futile searching stopped at 11:30 AM), ``no_intervention``
+(neither), and five fixes from the report's "we will" list, each on top of ``as_happened``:
+``capacity_buffer``, ``backoff_reconnect``, ``per_az_bulkhead``, ``race_fixed``, ``all_fixes``.
+
+Left out in this version: RDS, the second control-plane brown-out from 5:30 AM (negotiation
+load), the 8:20 AM cut-off of the cluster from the control plane, the launch-API issue, and the
+day-2 recovery (new capacity, throttled re-enabling of the APIs, snapshots).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+from stormproof.errors import ConfigError
+from stormproof.policies.backoff import Exponential, Jitter
+from stormproof.sim.kernel import Simulation
+from stormproof.sim.metrics import BucketCounters
+from stormproof.sim.parts.control_plane import ControlPlane
+from stormproof.sim.parts.storage import StorageCluster
+from stormproof.sim.scenario import Param, RunResult, Scenario
+
+__all__ = ["Ebs2011"]
+
+_R = "AWS 2011 report"
+
+#: Policies that carry each fix (all keep the operators' interventions of ``as_happened``).
+_BUFFER = frozenset({"capacity_buffer", "all_fixes"})
+_BACKOFF = frozenset({"backoff_reconnect", "all_fixes"})
+_BULKHEAD = frozenset({"per_az_bulkhead", "all_fixes"})
+_RACE_FIXED = frozenset({"race_fixed", "all_fixes"})
+
+
+class Ebs2011(Scenario):
+    """The 2011 EBS re-mirroring storm and its control-plane thread starvation."""
+
+    name = "ebs-2011"
+    description = "EBS re-mirroring storm + regional control-plane starvation (AWS, Apr 2011)"
+    policies = (
+        "as_happened",
+        "no_intervention",
+        "capacity_buffer",
+        "backoff_reconnect",
+        "per_az_bulkhead",
+        "race_fixed",
+        "all_fixes",
+    )
+    stuck_rule = "final_stuck_volume_fraction above stuck_above (volumes still stuck at horizon)"
+    params = (
+        Param(
+            "nodes",
+            300,
+            "storage nodes in the cluster",
+            "assumed: scale for speed",
+            2,
+            integer=True,
+        ),
+        Param(
+            "volumes",
+            4000,
+            "volumes in the zone (two copies each)",
+            "assumed: scale for speed",
+            1,
+            integer=True,
+        ),
+        Param(
+            "free_fraction",
+            0.04,
+            "share of slots free before the trigger",
+            f"assumed, calibrated: fewer free slots than cut-off volumes; {_R}: 'the free "
+            "capacity of the EBS cluster was quickly exhausted'",
+            0,
+            0.95,
+        ),
+        Param(
+            "buffer_free_fraction",
+            0.15,
+            "free share with the capacity_buffer fix",
+            f"assumed; {_R}: 'We have already increased our capacity buffer significantly'",
+            0,
+            0.95,
+        ),
+        Param(
+            "isolated_fraction",
+            0.115,
+            "share of nodes cut off by the network change",
+            f"assumed, calibrated to the peak; {_R}: 'For a portion of the EBS cluster ... "
+            "many EBS nodes ... were completely isolated'",
+            0,
+            1,
+        ),
+        Param(
+            "isolation_s",
+            120,
+            "seconds until the traffic shift is rolled back",
+            f"assumed: {_R} gives no duration; API impact began at 12:50 AM, 3 min after",
+            0,
+        ),
+        Param("step_s", 10, "cluster step (s)", "assumed: coarse steps for speed", 0.1),
+        Param(
+            "search_interval_s",
+            1,
+            "seconds between searches of a volume in the tight loop",
+            f"assumed; {_R}: 'continuously searching the cluster for free space'",
+            0.001,
+        ),
+        Param(
+            "search_capacity_per_s",
+            500,
+            "search attempts per second the cluster serves",
+            "assumed: enough to place every cut-off volume within a step when space exists",
+            0.001,
+        ),
+        Param(
+            "race_crash_per_attempt",
+            4e-7,
+            "probability that one search attempt crashes a node",
+            f"assumed, calibrated to add a few % stuck; {_R}: 'with a very low probability ... "
+            "the failed servers ... resulted in an additional 5% of the volumes ... stuck'",
+            0,
+            1,
+        ),
+        Param(
+            "freed_slots_per_hour",
+            15,
+            "slots freed per hour by customers deleting volumes",
+            f"assumed; {_R}: 'volumes were also slowly re-mirroring as some capacity was made "
+            "available'",
+            0,
+        ),
+        Param(
+            "reconnect_success",
+            0.7,
+            "share of cut-off volumes whose previous replica is still usable (backoff_reconnect)",
+            f"assumed; {_R}: 'focus on re-establishing connectivity with previous replicas'",
+            0,
+            1,
+        ),
+        Param("reconnect_s", 10, "seconds a reconnection takes", "assumed", 0),
+        Param(
+            "backoff_base_s",
+            1,
+            "first backoff delay of a failed search (Exponential, full jitter)",
+            f"assumed; {_R}: 'our retry logic will back off more aggressively'",
+            0.001,
+        ),
+        Param("backoff_cap_s", 600, "backoff cap (s)", "assumed", 0.001),
+        Param(
+            "throttle_at_s",
+            38580,
+            "as_happened: futile searching stopped (s after the trigger)",
+            f"{_R}: 'At 11:30AM PDT, the team developed a way to prevent EBS servers ... from "
+            "futilely contacting other servers' (10 h 43 min after 12:47 AM)",
+            0,
+        ),
+        Param(
+            "throttled_interval_s",
+            300,
+            "search interval after the 11:30 AM change",
+            "assumed: searching reduced, not stopped, so freed space is still found",
+            0.001,
+        ),
+        Param(
+            "disable_creates_at_s",
+            6780,
+            "as_happened: create-volume disabled in the zone (s after the trigger)",
+            f"{_R}: 'At 2:40 AM PDT ... disabled all new Create Volume requests in the "
+            "affected Availability Zone' (1 h 53 min after 12:47 AM)",
+            0,
+        ),
+        Param(
+            "horizon_s",
+            40620,
+            "simulated seconds",
+            f"{_R}: 'By 12:04 PM PDT ... the degraded EBS cluster was stabilized' (11 h 17 min)",
+            1,
+        ),
+        Param(
+            "zones", 3, "availability zones sharing the control plane", "assumed", 2, integer=True
+        ),
+        Param(
+            "api_workers",
+            30,
+            "control-plane threads in the region",
+            f"assumed; {_R}: 'a regional pool of available threads'",
+            1,
+            integer=True,
+        ),
+        Param("api_rate_per_zone", 0.25, "API calls per second per zone", "assumed", 0.001),
+        Param("create_fraction", 0.4, "share of calls that create volumes", "assumed", 0, 1),
+        Param("api_service_s", 0.5, "seconds a normal call holds a thread", "assumed", 0.001),
+        Param(
+            "api_timeout_s",
+            600,
+            "time-out of a create-volume call to the exhausted cluster",
+            f"assumed: {_R}: 'configured with a long time-out period'; creates were disabled "
+            "at 2:40 and 'by 2:50 AM PDT, latencies and error rates ... recovered' (10 min)",
+            0.001,
+        ),
+        Param(
+            "bulkhead_timeout_s",
+            10,
+            "per_az_bulkhead: the shorter time-out",
+            f"assumed; {_R}: 'improve our timeout logic to prevent thread exhaustion'",
+            0.001,
+        ),
+        Param(
+            "error_minute_threshold",
+            0.01,
+            "a minute counts as an error minute above this error rate (other zones)",
+            "assumed",
+            0,
+            1,
+        ),
+        Param(
+            "stuck_above",
+            0.01,
+            "a run is stuck if more than this share of volumes is stuck at the horizon",
+            "assumed: the issue's target for all_fixes (< 1 %)",
+            0,
+            1,
+        ),
+    )
+
+    def check(self, params: Mapping[str, float]) -> None:
+        """Interventions must fall inside the horizon; per-zone threads need one per zone."""
+        for name in ("isolation_s", "throttle_at_s", "disable_creates_at_s"):
+            if params[name] >= params["horizon_s"]:
+                raise ConfigError(name, "must be < horizon_s", params[name])
+        if params["api_workers"] < params["zones"]:
+            raise ConfigError("api_workers", "must be >= zones", params["api_workers"])
+        if params["backoff_cap_s"] < params["backoff_base_s"]:
+            raise ConfigError("backoff_cap_s", "must be >= backoff_base_s", params["backoff_cap_s"])
+
+    def run(
+        self, params: Mapping[str, float], policy: str, seed: int, *, series: bool = False
+    ) -> RunResult:
+        """Run the first day once under ``policy``."""
+        self.check_policy(policy)
+        sim = Simulation(seed, max_events=self.max_events)
+        horizon = params["horizon_s"]
+        backoff = (
+            Exponential(
+                base=params["backoff_base_s"],
+                factor=2.0,
+                cap=params["backoff_cap_s"],
+                jitter=Jitter.FULL,
+            )
+            if policy in _BACKOFF
+            else None
+        )
+        cluster = StorageCluster(
+            sim,
+            nodes=int(params["nodes"]),
+            volumes=int(params["volumes"]),
+            free_fraction=params["buffer_free_fraction" if policy in _BUFFER else "free_fraction"],
+            step=params["step_s"],
+            search_interval=params["search_interval_s"],
+            search_capacity=params["search_capacity_per_s"],
+            race_crash_per_attempt=0.0
+            if policy in _RACE_FIXED
+            else params["race_crash_per_attempt"],
+            freed_slots_per_hour=params["freed_slots_per_hour"],
+            backoff=backoff,
+            reconnect=policy in _BACKOFF,
+            reconnect_success=params["reconnect_success"],
+            reconnect_time=params["reconnect_s"],
+        )
+        zones = [f"az{i}" for i in range(int(params["zones"]))]
+        degraded = zones[0]
+        control = ControlPlane(
+            sim,
+            zones=zones,
+            workers=int(params["api_workers"]),
+            per_zone=policy in _BULKHEAD,
+            rate_per_zone=params["api_rate_per_zone"],
+            create_fraction=params["create_fraction"],
+            service_time=params["api_service_s"],
+            timeout=params["bulkhead_timeout_s" if policy in _BULKHEAD else "api_timeout_s"],
+            is_exhausted=lambda zone: zone == degraded and cluster.exhausted,
+            horizon=horizon,
+        )
+        volumes = params["volumes"]
+        gauges = BucketCounters(60.0)
+
+        def on_step(now: float, stuck: int, free: int) -> None:
+            gauges.peak("stuck_fraction", now, stuck / volumes)
+            gauges.peak("free_slots", now, float(free))
+
+        cluster.on_step = on_step
+        cluster.start()
+        control.start()
+        cluster.isolate(params["isolated_fraction"], params["isolation_s"])
+        if policy != "no_intervention":
+            sim.schedule(params["disable_creates_at_s"], control.disable_creates, degraded)
+            sim.schedule(
+                params["throttle_at_s"], cluster.throttle_searches, params["throttled_interval_s"]
+            )
+        sim.run(until=horizon)
+
+        minutes = math.ceil(horizon / 60.0)
+        others = zones[1:]
+        final_stuck = cluster.stuck / volumes
+        affected = cluster.ever_affected
+        metrics = {
+            "peak_stuck_volume_fraction": cluster.peak_stuck / volumes,
+            "final_stuck_volume_fraction": final_stuck,
+            "cross_az_api_error_minutes": float(
+                control.error_minutes(others, params["error_minute_threshold"], minutes)
+            ),
+            "time_to_stable_s": cluster.last_new_stuck,
+            "remirror_attempts_per_volume": cluster.attempts / affected if affected else 0.0,
+            "affected_volume_fraction": affected / volumes,
+            "crashed_nodes": float(cluster.crashed_nodes),
+            "remirrored_volumes": float(cluster.remirrored),
+            "reconnected_volumes": float(cluster.reconnected),
+            "api_peak_threads_in_use": float(control.peak_in_use),
+        }
+        series_out: dict[str, list[float]] = {}
+        if series:
+            series_out = {
+                "stuck_fraction": gauges.series("stuck_fraction", minutes),
+                "free_slots": gauges.series("free_slots", minutes),
+            }
+            for zone in zones:
+                series_out[f"api_calls.{zone}"] = control.metrics.series(f"calls.{zone}", minutes)
+                series_out[f"api_errors.{zone}"] = control.metrics.series(f"errors.{zone}", minutes)
+        return RunResult(
+            scenario=self.name,
+            policy=policy,
+            seed=seed,
+            stuck=final_stuck > params["stuck_above"],
+            metrics=metrics,
+            trace_hash=sim.trace_hash(),
+            series=series_out,
+        )

@@ -227,3 +227,20 @@ def test_cli_explore_finds_replays_and_passes_fenced() -> None:
     assert "no invariant broken" in fenced.output
     bad = runner.invoke(app, ["explore", "dynamodb-dns-2025", "--design", "sloppy"])
     assert bad.exit_code == 2
+
+
+def test_a_time_budget_stops_the_search_and_says_so() -> None:
+    from stormproof.sim import explore as search
+
+    ticks = iter(range(10_000_000))
+
+    def fake_clock() -> float:  # every reading is one second later
+        return float(next(ticks))
+
+    config = search.ModelConfig("fenced", 3, 2, 1, 4)
+    stopped = search.exhaustive(config, budget=5.0, clock=fake_clock)
+    assert not stopped.complete and not stopped.found
+    assert search.exhaustive(config, budget=None).complete
+    sampled = search.sample(config, samples=100, seed=1, budget=3.0, clock=fake_clock)
+    assert not sampled.complete and sampled.interleavings < 100
+    assert search.sample(config, samples=10, seed=1).complete

@@ -42,6 +42,10 @@ def explore_scenario(
         str | None,
         typer.Option("--replay", metavar="CHOICES", help="Replay a choice list, e.g. P,E0,E0."),
     ] = None,
+    budget: Annotated[
+        float | None,
+        typer.Option(min=0.0, help="Stop the search after this many seconds (then incomplete)."),
+    ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Search the interleavings of a scenario's actors for a broken invariant.
@@ -67,9 +71,9 @@ def explore_scenario(
                 config, explore.parse_choices(replay_choices), invariants, stop_at_violation=False
             )
         elif samples:
-            result = explore.sample(config, samples, seed, max_steps, invariants)
+            result = explore.sample(config, samples, seed, max_steps, invariants, budget=budget)
         else:
-            result = explore.exhaustive(config, max_steps, invariants)
+            result = explore.exhaustive(config, max_steps, invariants, budget=budget)
     except ConfigError as error:
         err.print("[red]error:[/red]", escape(str(error)))
         raise typer.Exit(2) from None
@@ -128,6 +132,7 @@ def _print_result(result: object) -> None:
         f"{result.mode} search, design {result.design}: {result.interleavings} interleavings, "
         f"{result.states} {states}, max {result.max_steps} steps"
         + (" (some cut at the bound)" if result.bounded else " (none reached the bound)")
+        + ("" if result.complete else "; stopped by --budget before the search finished")
     )
     example = result.counterexample
     if example is None:

@@ -18,10 +18,13 @@ its readable step names, so a replay that reproduces it has the same hash.
 from __future__ import annotations
 
 import hashlib
+import math
 import random
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
+from stormproof._validate import finite_at_least
 from stormproof.errors import ConfigError
 from stormproof.sim.parts import dns
 
@@ -103,7 +106,8 @@ class ExploreResult:
     ``interleavings``: executions that ended (nothing left to do, the step bound, a violation,
     or -- exhaustive only -- a state already explored); ``states``: distinct states expanded
     (exhaustive) or steps executed (random); ``bounded``: some execution was cut by
-    ``max_steps`` (so the search says nothing beyond it).
+    ``max_steps`` (so the search says nothing beyond it); ``complete``: false when a time
+    budget stopped the search before it finished (then "no violation" proves nothing).
     """
 
     design: str
@@ -115,6 +119,7 @@ class ExploreResult:
     max_steps: int
     counterexample: Counterexample | None = None
     invariants: tuple[str, ...] = field(default=dns.INVARIANTS)
+    complete: bool = True
 
     def to_json(self) -> dict[str, object]:
         """A JSON-ready dict."""
@@ -126,6 +131,7 @@ class ExploreResult:
             "states": self.states,
             "bounded": self.bounded,
             "max_steps": self.max_steps,
+            "complete": self.complete,
             "invariants": list(self.invariants),
             "counterexample": None
             if self.counterexample is None
@@ -151,15 +157,33 @@ def _check_bounds(max_steps: int, invariants: Sequence[str]) -> tuple[str, ...]:
     return chosen
 
 
+class _OutOfBudget(Exception):
+    """Raised inside the search when its time budget is spent."""
+
+
+def _deadline(budget: float | None, clock: Callable[[], float]) -> float:
+    if budget is None:
+        return math.inf
+    finite_at_least("budget", budget, 0.0)
+    return clock() + budget
+
+
 def exhaustive(
-    config: ModelConfig, max_steps: int = 60, invariants: Sequence[str] = dns.INVARIANTS
+    config: ModelConfig,
+    max_steps: int = 60,
+    invariants: Sequence[str] = dns.INVARIANTS,
+    *,
+    budget: float | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> ExploreResult:
     """Depth-first search over every interleaving of up to ``max_steps`` steps.
 
     Returns a shortest counterexample if any execution within the bound breaks one of
-    ``invariants``.
+    ``invariants``. ``budget`` (seconds on ``clock``) stops the search early; the result then
+    says ``complete=False``.
     """
     chosen = _check_bounds(max_steps, invariants)
+    deadline = _deadline(budget, clock)
     seen: dict[tuple[object, ...], int] = {}
     choices: list[str] = []
     steps: list[str] = []
@@ -169,6 +193,8 @@ def exhaustive(
 
     def visit(state: dns.DnsState) -> None:
         depth = len(choices)
+        if len(seen) % 256 == 0 and clock() > deadline:
+            raise _OutOfBudget
         key = state.key()
         if seen.get(key, max_steps + 1) <= depth:
             counts["interleavings"] += 1
@@ -197,7 +223,11 @@ def exhaustive(
             choices.pop()
             steps.pop()
 
-    visit(config.initial())
+    complete = True
+    try:
+        visit(config.initial())
+    except _OutOfBudget:
+        complete = False
     return ExploreResult(
         design=config.design,
         mode="exhaustive",
@@ -208,6 +238,7 @@ def exhaustive(
         max_steps=max_steps,
         counterexample=best[0] if best else None,
         invariants=chosen,
+        complete=complete,
     )
 
 
@@ -217,12 +248,18 @@ def sample(
     seed: int = 0,
     max_steps: int = 60,
     invariants: Sequence[str] = dns.INVARIANTS,
+    *,
+    budget: float | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> ExploreResult:
     """Run ``samples`` random interleavings (uniform choice among enabled actors per step).
 
     Returns the shortest counterexample met, if any; the same seed gives the same result.
+    ``budget`` (seconds on ``clock``) stops sampling early: ``interleavings`` then counts the
+    samples run and ``complete`` is false.
     """
     chosen = _check_bounds(max_steps, invariants)
+    deadline = _deadline(budget, clock)
     if samples < 1:
         raise ConfigError("samples", "must be >= 1", samples)
     rng = random.Random(seed)
@@ -230,7 +267,11 @@ def sample(
     best: Counterexample | None = None
     executed = 0
     bounded = False
+    ran = 0
     for _ in range(samples):
+        if clock() > deadline:
+            break
+        ran += 1
         state = root.clone()
         choices: list[str] = []
         steps: list[str] = []
@@ -254,12 +295,13 @@ def sample(
         design=config.design,
         mode="random",
         found=best is not None,
-        interleavings=samples,
+        interleavings=ran,
         states=executed,
         bounded=bounded,
         max_steps=max_steps,
         counterexample=best,
         invariants=chosen,
+        complete=ran == samples,
     )
 
 

@@ -15,7 +15,7 @@ from stormproof.sim import scenarios
 from stormproof.sim.experiment import ExperimentResult, run_experiment
 from stormproof.sim.kernel import Simulation
 from stormproof.sim.parts.control_plane import ControlPlane
-from stormproof.sim.parts.storage import StorageCluster
+from stormproof.sim.parts.storage import DatabaseFleet, StorageCluster
 
 #: A quarter of the volumes, a third of the nodes and the first three hours (the 11:30 AM
 #: change moved inside the window) -- about 50 ms a run.
@@ -149,6 +149,23 @@ def test_same_seed_same_trace_and_series() -> None:
     assert scenario.run(params, "as_happened", 8).trace_hash != first.trace_hash
 
 
+def test_timeline_series_for_the_report() -> None:
+    scenario = scenarios.get("ebs-2011")
+    params = scenario.resolve(SMALL)
+    minutes = 180  # the 3-hour horizon, one value a minute
+    run = scenario.run(params, "as_happened", 0, series=True)
+    for name in ("stuck_volumes", "cross_az_errors", "api_threads_in_use", "rds_unavailable"):
+        assert len(run.series[name]) == minutes, name
+    peak = run.metrics["peak_stuck_volume_fraction"] * SMALL["volumes"]
+    assert max(run.series["stuck_volumes"]) == pytest.approx(peak)
+    assert max(run.series["api_threads_in_use"]) == run.metrics["api_peak_threads_in_use"]
+    # Cross-zone errors start within minutes of 12:47 AM and end soon after 2:40 AM (113 min).
+    errors = [minute for minute, count in enumerate(run.series["cross_az_errors"]) if count]
+    assert errors and errors[0] < 10
+    assert 100 <= errors[-1] <= 130
+    assert not scenario.run(params, "as_happened", 0).series  # only when asked
+
+
 def test_trace_hash_is_the_same_in_another_process() -> None:
     scenario = scenarios.get("ebs-2011")
     here = scenario.run(scenario.resolve(SMALL), "all_fixes", 3).trace_hash
@@ -164,6 +181,77 @@ def test_trace_hash_is_the_same_in_another_process() -> None:
     assert out.stdout.strip() == here
 
 
+def test_rds_multi_az_failover_bug_near_the_reports_2_5_percent() -> None:
+    # 6,000 instances, half multi-AZ, about 45 % of them impacted: some 1,300 impacted
+    # multi-AZ instances a seed, so four seeds put the mean within about +-0.3 points of 2.5 %.
+    scenario = scenarios.get("ebs-2011")
+    params = scenario.resolve({**SMALL, "rds_instances": 6000})
+    runs = [scenario.run(params, "as_happened", seed) for seed in range(4)]
+    assert all(run.metrics["rds_multi_az_impacted"] > 1000 for run in runs)
+    no_failover = fmean(run.metrics["rds_multi_az_no_failover_fraction"] for run in runs)
+    assert 0.015 <= no_failover <= 0.035
+    # The report: "a peak of 45% of single-AZ instances were impacted".
+    single = fmean(run.metrics["rds_single_az_impacted_fraction_peak"] for run in runs)
+    assert 0.30 <= single <= 0.60
+    for run in runs:
+        # Impacted single-AZ instances are down; of the multi-AZ ones only the bugged ones.
+        assert run.metrics["rds_unavailable_fraction_peak"] > 0.1
+
+
+def test_rds_is_available_under_all_fixes(small: ExperimentResult) -> None:
+    for run in small.policies["all_fixes"].results:
+        assert run.metrics["rds_unavailable_fraction_peak"] == 0.0
+        assert run.metrics["rds_multi_az_impacted"] == 0.0
+    assert _mean(small, "as_happened", "rds_unavailable_fraction_peak") > 0.1
+
+
+def test_failover_draws_do_not_depend_on_the_policy(small: ExperimentResult) -> None:
+    # The bulkhead leaves the cluster alone, so RDS sees the same volumes and the same bug.
+    for replay, bulkhead in zip(
+        small.policies["as_happened"].results,
+        small.policies["per_az_bulkhead"].results,
+        strict=True,
+    ):
+        for name in ("rds_multi_az_no_failover_fraction", "rds_unavailable_fraction_peak"):
+            assert replay.metrics[name] == bulkhead.metrics[name]
+
+
+def test_scale_shrinks_the_zone_and_keeps_the_storm() -> None:
+    # scale=0.25: 75 nodes, 1,000 volumes, 500 RDS instances; the stuck share stays put.
+    scenario = scenarios.get("ebs-2011")
+    params = scenario.resolve({**SMALL, "nodes": 300, "volumes": 4000, "scale": 0.25})
+    runs = [scenario.run(params, "as_happened", seed) for seed in SEEDS]
+    assert 0.08 <= fmean(run.metrics["peak_stuck_volume_fraction"] for run in runs) <= 0.22
+    for run in runs:
+        # Whole volumes out of 1,000: every fraction is a multiple of 1/1000.
+        stuck = run.metrics["final_stuck_volume_fraction"] * 1000
+        assert abs(stuck - round(stuck)) < 1e-6
+        assert run.metrics["rds_multi_az_impacted"] <= 250
+    fixed = scenario.run(params, "all_fixes", 0)
+    assert fixed.metrics["peak_stuck_volume_fraction"] == 0.0
+    assert fixed.metrics["rds_unavailable_fraction_peak"] == 0.0
+
+
+def test_database_fleet_follows_its_volumes() -> None:
+    sim = Simulation(0)
+    cluster = StorageCluster(sim, nodes=20, volumes=200, free_fraction=0.5)
+    with pytest.raises(ConfigError, match="volumes_per_instance"):
+        DatabaseFleet(
+            cluster, instances=5, volumes_per_instance=201, multi_az_share=0.5, failover_bug=0.0
+        )
+    fleet = DatabaseFleet(
+        cluster, instances=100, volumes_per_instance=3, multi_az_share=0.0, failover_bug=0.0
+    )
+    cluster.on_step = lambda now, stuck, free: fleet.update()
+    cluster.start()
+    cluster.isolate(0.2, 30.0)
+    sim.run(until=600.0)
+    # Plenty of space: every volume re-mirrored within its step, so no instance ever went down.
+    assert cluster.stuck == 0
+    assert fleet.unavailable == 0
+    assert fleet.peak_unavailable == 0
+
+
 @pytest.mark.parametrize(
     ("overrides", "field"),
     [
@@ -175,6 +263,12 @@ def test_trace_hash_is_the_same_in_another_process() -> None:
         ({"api_workers": 2}, "api_workers"),
         ({"backoff_cap_s": 0.5}, "backoff_cap_s"),
         ({"no_such_param": 1}, "no_such_param"),
+        ({"scale": 0}, "scale"),
+        ({"scale": -1}, "scale"),
+        ({"scale": 51}, "scale"),
+        ({"scale": 0.001}, "scale"),
+        ({"rds_multi_az_share": 1.5}, "rds_multi_az_share"),
+        ({"rds_failover_bug_fraction": -0.1}, "rds_failover_bug_fraction"),
     ],
 )
 def test_bad_parameters_name_the_field(overrides: dict[str, float], field: str) -> None:

@@ -78,7 +78,9 @@ def experiment_report(scenario: Scenario, result: ExperimentResult) -> str:
         {n for s in result.policies.values() for r in s.results for n in r.series}
     )
     if series_names:
-        parts.append("<h2>Over time (mean over seeds, per 1 s bucket)</h2>")
+        width = scenario.series_bucket_s
+        unit = "s" if width == 1 else f"{width:g} s"
+        parts.append(f"<h2>Over time (mean over seeds, per {unit} bucket)</h2>")
         shade = None
         if "spike_start" in result.params and "spike_s" in result.params:
             start = result.params["spike_start"]
@@ -86,9 +88,10 @@ def experiment_report(scenario: Scenario, result: ExperimentResult) -> str:
         for series in series_names:
             parts.append(
                 line_chart(
-                    f"{series} per second",
+                    f"{series} per {'second' if width == 1 else unit + ' bucket'}",
                     {p: _mean_series(result, p, series) for p in policies},
-                    y_label=f"{series}/s",
+                    x_step=width,
+                    y_label=f"{series}/{unit}",
                     shade=shade,
                 )
             )

@@ -75,6 +75,8 @@ class Scenario(ABC):
     params: ClassVar[tuple[Param, ...]]
     policies: ClassVar[tuple[str, ...]]
     stuck_rule: ClassVar[str]
+    #: Width in seconds of the buckets of the time series a run returns (reports plot with it).
+    series_bucket_s: ClassVar[float] = 1.0
     #: A run that executes more events than this stops with SimulationLimitExceeded instead of
     #: running away (about a minute of CPU); scenarios whose normal runs need more raise it.
     max_events: ClassVar[int] = 20_000_000

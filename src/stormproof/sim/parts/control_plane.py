@@ -18,7 +18,8 @@ The worker limit is a real :mod:`stormproof.policies.bulkhead` object: one
 :class:`~stormproof.policies.bulkhead.KeyedBulkhead` keyed by zone, each zone getting
 ``workers // zones`` permits (the fix: one zone's slow calls cannot take the others' threads).
 
-Per-minute counters (in :attr:`metrics`, 60 s buckets): ``calls.<zone>``, ``errors.<zone>``.
+Per-minute counters (in :attr:`metrics`, 60 s buckets): ``calls.<zone>``, ``errors.<zone>``, and
+the gauge ``threads_in_use`` (the most threads held at once in the minute, seen at arrivals).
 """
 
 from __future__ import annotations
@@ -129,6 +130,7 @@ class ControlPlane:
         self._in_use += 1
         if self._in_use > self.peak_in_use:
             self.peak_in_use = self._in_use
+        metrics.peak("threads_in_use", now, float(self._in_use))
         if is_create and self.is_exhausted(zone):
             self.sim.schedule(self.timeout, self._done, zone, False)
         else:

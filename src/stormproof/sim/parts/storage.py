@@ -32,6 +32,14 @@ Random streams (named, so policies compare on common random numbers): ``storage.
 (where copies live), ``storage.trigger`` (which nodes are isolated, and whether a volume could
 reconnect to its previous replica), ``storage.deletes`` (slots freed by customers deleting
 volumes); policy-dependent draws use ``storage.search`` and ``storage.race``.
+
+:class:`DatabaseFleet` puts database instances (the report's RDS) on a cluster's volumes: each
+instance uses several volumes and is impacted while any of them is stuck. Single-AZ instances
+are unavailable while impacted; multi-AZ instances fail over to their secondary in another zone
+the first time they are impacted, except those hit by the failover bug, which stay unavailable
+while impacted. Which volumes an instance uses, which instances are multi-AZ (``rds.placement``)
+and which would hit the bug (``rds.failover``) are drawn when the fleet is built, from streams
+no policy draws from.
 """
 
 from __future__ import annotations
@@ -46,7 +54,7 @@ from stormproof.errors import ConfigError
 from stormproof.policies.backoff import Backoff
 from stormproof.sim.kernel import Simulation
 
-__all__ = ["StorageCluster"]
+__all__ = ["DatabaseFleet", "StorageCluster"]
 
 _HEALTHY = 0
 _ISOLATED = 1  # lost its peer, waiting for the network to come back
@@ -178,6 +186,9 @@ class StorageCluster:
         self.reconnected = 0
         self.crashed_nodes = 0
         self.last_new_stuck = math.nan
+        #: Volumes whose stuck state may have changed since the last :meth:`drain_changed`
+        #: (``None`` until :meth:`watch_volumes`).
+        self._changed: list[int] | None = None
         self.searching_enabled_interval = self.search_interval
         #: Called as ``on_step(now, stuck, free_total)`` at the end of every step.
         self.on_step: Callable[[float, int, int], None] | None = None
@@ -230,6 +241,23 @@ class StorageCluster:
         finite_above("interval", interval, 0.0)
         self.searching_enabled_interval = float(interval)
 
+    def watch_volumes(self) -> None:
+        """Start recording which volumes become stuck or unstuck (see :meth:`drain_changed`)."""
+        if self._changed is None:
+            self._changed = []
+
+    def drain_changed(self) -> list[int]:
+        """Volumes whose stuck state may have changed since the last call (needs watching)."""
+        changed = self._changed
+        if not changed:
+            return []
+        self._changed = []
+        return changed
+
+    def is_stuck(self, volume: int) -> bool:
+        """Whether ``volume`` is stuck now (re-mirroring: searching for a slot)."""
+        return self.state[volume] == _SEARCHING
+
     @property
     def exhausted(self) -> bool:
         """Whether no free slot is left on a live node (create-volume calls cannot complete)."""
@@ -248,11 +276,13 @@ class StorageCluster:
                 self.reconnecting.setdefault(later, []).append(v)
             else:
                 self._begin_search(v, first=True)
-                self._became_stuck()
+                self._became_stuck(v)
 
-    def _became_stuck(self) -> None:
+    def _became_stuck(self, v: int) -> None:
         self.stuck += 1
         self.last_new_stuck = self.sim.now()
+        if self._changed is not None:
+            self._changed.append(v)
 
     def _begin_search(self, v: int, *, first: bool) -> None:
         self.state[v] = _SEARCHING
@@ -277,7 +307,7 @@ class StorageCluster:
                 self.reconnected += 1
             else:
                 self._begin_search(v, first=True)
-                self._became_stuck()
+                self._became_stuck(v)
         if self._restored:
             self._search()
         # Sampled at the end of a step: a re-mirror that succeeds within the step (milliseconds
@@ -323,7 +353,7 @@ class StorageCluster:
                 continue  # the volume has moved off this node since
             self.ever_affected += 1
             self._begin_search(v, first=False)
-            self._became_stuck()
+            self._became_stuck(v)
 
     def _search(self) -> None:
         step = self.step
@@ -387,3 +417,115 @@ class StorageCluster:
         self.state[v] = _HEALTHY
         self.stuck -= 1
         self.remirrored += 1
+        if self._changed is not None:
+            self._changed.append(v)
+
+
+class DatabaseFleet:
+    """Database instances on a :class:`StorageCluster`'s volumes (the report's RDS).
+
+    Args:
+        cluster: the storage cluster of the instances' zone (their primary's zone).
+        instances: number of database instances.
+        volumes_per_instance: volumes each instance uses, distinct, drawn at random from the
+            cluster's volumes (instances may share a volume: the fleet samples the zone's
+            volume population rather than partitioning it).
+        multi_az_share: share of instances that are multi-AZ.
+        failover_bug: probability that a multi-AZ instance does not fail over when impacted.
+
+    An instance is *impacted* while any of its volumes is stuck. Call :meth:`update` at the end
+    of each cluster step (it reads the volumes the cluster reports as changed); read
+    :attr:`unavailable`, :attr:`peak_unavailable`, :attr:`peak_single_az_impacted` and the
+    multi-AZ counters.
+    """
+
+    def __init__(
+        self,
+        cluster: StorageCluster,
+        *,
+        instances: int,
+        volumes_per_instance: int,
+        multi_az_share: float,
+        failover_bug: float,
+    ) -> None:
+        int_at_least("instances", instances, 0)
+        int_at_least("volumes_per_instance", volumes_per_instance, 1)
+        if volumes_per_instance > cluster.volumes:
+            raise ConfigError(
+                "volumes_per_instance",
+                f"must be <= the cluster's volumes ({cluster.volumes})",
+                volumes_per_instance,
+            )
+        for name, value in (("multi_az_share", multi_az_share), ("failover_bug", failover_bug)):
+            finite_at_least(name, value, 0.0)
+            if value > 1.0:
+                raise ConfigError(name, "must be <= 1", value)
+        self.cluster = cluster
+        self.instances = instances
+        placement = cluster.sim.rng("rds.placement")
+        failover = cluster.sim.rng("rds.failover")
+        self.multi_az = [placement.random() < multi_az_share for _ in range(instances)]
+        # Drawn for every instance, multi-AZ or not, so the draws do not depend on the share.
+        self.bugged = [failover.random() < failover_bug for _ in range(instances)]
+        self.on_volume: dict[int, list[int]] = {}
+        for i in range(instances):
+            for v in placement.sample(range(cluster.volumes), volumes_per_instance):
+                self.on_volume.setdefault(v, []).append(i)
+        self.single_az_total = instances - sum(self.multi_az)
+        self.multi_az_total = instances - self.single_az_total
+        self._volume_stuck: dict[int, bool] = {}
+        self._stuck_volumes = [0] * instances
+        self._failed_over = [False] * instances
+        self._seen: set[int] = set()  # multi-AZ instances impacted at least once
+        self.impacted_single_az = 0
+        self.peak_single_az_impacted = 0
+        self.multi_az_impacted = 0  # multi-AZ instances impacted at least once
+        self.multi_az_no_failover = 0  # of those, how many hit the failover bug
+        self.unavailable = 0
+        self.peak_unavailable = 0
+        cluster.watch_volumes()
+
+    def update(self) -> None:
+        """Apply the volumes that became stuck or unstuck since the last update."""
+        cluster = self.cluster
+        for v in cluster.drain_changed():
+            users = self.on_volume.get(v)
+            if users is None:
+                continue
+            stuck = cluster.is_stuck(v)
+            if self._volume_stuck.get(v, False) == stuck:
+                continue  # stuck and unstuck again within the step, or repeated
+            self._volume_stuck[v] = stuck
+            for i in users:
+                before = self._stuck_volumes[i]
+                after = self._stuck_volumes[i] = before + (1 if stuck else -1)
+                if before == 0 and after == 1:
+                    self._impacted(i)
+                elif before == 1 and after == 0:
+                    self._recovered(i)
+        if self.unavailable > self.peak_unavailable:
+            self.peak_unavailable = self.unavailable
+        if self.impacted_single_az > self.peak_single_az_impacted:
+            self.peak_single_az_impacted = self.impacted_single_az
+
+    def _impacted(self, i: int) -> None:
+        if not self.multi_az[i]:
+            self.impacted_single_az += 1
+            self.unavailable += 1
+            return
+        if not self._failed_over[i] and i not in self._seen:
+            self._seen.add(i)
+            self.multi_az_impacted += 1
+            if self.bugged[i]:
+                self.multi_az_no_failover += 1
+            else:
+                self._failed_over[i] = True  # now served from the other zone
+        if not self._failed_over[i]:
+            self.unavailable += 1
+
+    def _recovered(self, i: int) -> None:
+        if not self.multi_az[i]:
+            self.impacted_single_az -= 1
+            self.unavailable -= 1
+        elif not self._failed_over[i]:
+            self.unavailable -= 1

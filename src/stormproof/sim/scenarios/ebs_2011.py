@@ -17,7 +17,11 @@ disabled in the zone at 2:40 AM, futile searching stopped at 11:30 AM), ``no_int
 (neither), and five fixes from the report's "we will" list, each on top of ``as_happened``:
 ``capacity_buffer``, ``backoff_reconnect``, ``per_az_bulkhead``, ``race_fixed``, ``all_fixes``.
 
-Left out in this version: RDS, the second control-plane brown-out from 5:30 AM (negotiation
+RDS (:class:`~stormproof.sim.parts.storage.DatabaseFleet`): database instances on the zone's
+volumes, single-AZ ones unavailable while a volume is stuck, multi-AZ ones failing over except
+the report's 2.5 % that hit the failover bug. ``scale`` multiplies the cluster and the fleet.
+
+Left out in this version: the second control-plane brown-out from 5:30 AM (negotiation
 load), the 8:20 AM cut-off of the cluster from the control plane, the launch-API issue, and the
 day-2 recovery (new capacity, throttled re-enabling of the APIs, snapshots).
 """
@@ -32,7 +36,7 @@ from stormproof.policies.backoff import Exponential, Jitter
 from stormproof.sim.kernel import Simulation
 from stormproof.sim.metrics import BucketCounters
 from stormproof.sim.parts.control_plane import ControlPlane
-from stormproof.sim.parts.storage import StorageCluster
+from stormproof.sim.parts.storage import DatabaseFleet, StorageCluster
 from stormproof.sim.scenario import Param, RunResult, Scenario
 
 __all__ = ["Ebs2011"]
@@ -44,6 +48,11 @@ _BUFFER = frozenset({"capacity_buffer", "all_fixes"})
 _BACKOFF = frozenset({"backoff_reconnect", "all_fixes"})
 _BULKHEAD = frozenset({"per_az_bulkhead", "all_fixes"})
 _RACE_FIXED = frozenset({"race_fixed", "all_fixes"})
+
+
+def _scaled(params: Mapping[str, float], name: str) -> int:
+    """A population parameter times ``scale``, rounded."""
+    return round(params[name] * params["scale"])
 
 
 class Ebs2011(Scenario):
@@ -61,7 +70,16 @@ class Ebs2011(Scenario):
         "all_fixes",
     )
     stuck_rule = "final_stuck_volume_fraction above stuck_above (volumes still stuck at horizon)"
+    series_bucket_s = 60.0  # the timeline series are per minute
     params = (
+        Param(
+            "scale",
+            1,
+            "multiplies nodes, volumes, RDS instances, search capacity and freed slots",
+            "assumed: 1 is fast; 25 is about 7,500 nodes and 100,000 volumes",
+            None,
+            50,
+        ),
         Param(
             "nodes",
             300,
@@ -228,6 +246,42 @@ class Ebs2011(Scenario):
             1,
         ),
         Param(
+            "rds_instances",
+            2000,
+            "RDS database instances whose primary is in the affected zone",
+            "assumed: large enough that the 2.5 % failover bug shows within a few seeds",
+            0,
+            integer=True,
+        ),
+        Param(
+            "rds_multi_az_share",
+            0.5,
+            "share of the RDS instances that are multi-AZ",
+            f"assumed; {_R} gives no share: 'Customers can choose to operate RDS instances "
+            'either in a single Availability Zone ("single-AZ") or replicated across multiple '
+            'Availability Zones ("multi-AZ")\'',
+            0,
+            1,
+        ),
+        Param(
+            "rds_volumes_per_instance",
+            4,
+            "EBS volumes each RDS instance uses (stuck I/O on any one makes it inoperable)",
+            f"assumed, calibrated: {_R}: 'RDS database instances make use of multiple EBS "
+            "volumes'; a peak of 45 % of single-AZ instances against about 13 % of volumes",
+            1,
+            integer=True,
+        ),
+        Param(
+            "rds_failover_bug_fraction",
+            0.025,
+            "share of impacted multi-AZ instances that do not fail over (the failover bug)",
+            f"{_R}: 'Of multi-AZ database instances in the US East Region, 2.5% did not "
+            'automatically failover after experiencing "stuck" I/O\'',
+            0,
+            1,
+        ),
+        Param(
             "stuck_above",
             0.01,
             "a run is stuck if more than this share of volumes is stuck at the horizon",
@@ -239,6 +293,14 @@ class Ebs2011(Scenario):
 
     def check(self, params: Mapping[str, float]) -> None:
         """Interventions must fall inside the horizon; per-zone threads need one per zone."""
+        if not params["scale"] > 0:
+            raise ConfigError("scale", "must be > 0", params["scale"])
+        if _scaled(params, "nodes") < 2:
+            raise ConfigError("scale", "leaves fewer than 2 nodes", params["scale"])
+        if _scaled(params, "volumes") < params["rds_volumes_per_instance"]:
+            raise ConfigError(
+                "rds_volumes_per_instance", "must be <= the (scaled) volumes", params["scale"]
+            )
         for name in ("isolation_s", "throttle_at_s", "disable_creates_at_s"):
             if params[name] >= params["horizon_s"]:
                 raise ConfigError(name, "must be < horizon_s", params[name])
@@ -264,18 +326,19 @@ class Ebs2011(Scenario):
             if policy in _BACKOFF
             else None
         )
+        volumes = _scaled(params, "volumes")
         cluster = StorageCluster(
             sim,
-            nodes=int(params["nodes"]),
-            volumes=int(params["volumes"]),
+            nodes=_scaled(params, "nodes"),
+            volumes=volumes,
             free_fraction=params["buffer_free_fraction" if policy in _BUFFER else "free_fraction"],
             step=params["step_s"],
             search_interval=params["search_interval_s"],
-            search_capacity=params["search_capacity_per_s"],
+            search_capacity=params["search_capacity_per_s"] * params["scale"],
             race_crash_per_attempt=0.0
             if policy in _RACE_FIXED
             else params["race_crash_per_attempt"],
-            freed_slots_per_hour=params["freed_slots_per_hour"],
+            freed_slots_per_hour=params["freed_slots_per_hour"] * params["scale"],
             backoff=backoff,
             reconnect=policy in _BACKOFF,
             reconnect_success=params["reconnect_success"],
@@ -295,12 +358,21 @@ class Ebs2011(Scenario):
             is_exhausted=lambda zone: zone == degraded and cluster.exhausted,
             horizon=horizon,
         )
-        volumes = params["volumes"]
+        fleet = DatabaseFleet(
+            cluster,
+            instances=_scaled(params, "rds_instances"),
+            volumes_per_instance=int(params["rds_volumes_per_instance"]),
+            multi_az_share=params["rds_multi_az_share"],
+            failover_bug=params["rds_failover_bug_fraction"],
+        )
         gauges = BucketCounters(60.0)
 
         def on_step(now: float, stuck: int, free: int) -> None:
+            fleet.update()
             gauges.peak("stuck_fraction", now, stuck / volumes)
+            gauges.peak("stuck_volumes", now, float(stuck))
             gauges.peak("free_slots", now, float(free))
+            gauges.peak("rds_unavailable", now, float(fleet.unavailable))
 
         cluster.on_step = on_step
         cluster.start()
@@ -330,10 +402,32 @@ class Ebs2011(Scenario):
             "remirrored_volumes": float(cluster.remirrored),
             "reconnected_volumes": float(cluster.reconnected),
             "api_peak_threads_in_use": float(control.peak_in_use),
+            # NaN when no multi-AZ instance saw stuck I/O (a fraction of nothing).
+            "rds_multi_az_no_failover_fraction": fleet.multi_az_no_failover
+            / fleet.multi_az_impacted
+            if fleet.multi_az_impacted
+            else math.nan,
+            "rds_unavailable_fraction_peak": fleet.peak_unavailable / fleet.instances
+            if fleet.instances
+            else 0.0,
+            "rds_single_az_impacted_fraction_peak": fleet.peak_single_az_impacted
+            / fleet.single_az_total
+            if fleet.single_az_total
+            else 0.0,
+            "rds_multi_az_impacted": float(fleet.multi_az_impacted),
         }
         series_out: dict[str, list[float]] = {}
         if series:
+            cross_az_errors = [0.0] * minutes
+            for zone in others:
+                errors = control.metrics.series(f"errors.{zone}", minutes)
+                cross_az_errors = [a + b for a, b in zip(cross_az_errors, errors, strict=True)]
+            # Per minute: gauges are the minute's largest value, counts the minute's sum.
             series_out = {
+                "stuck_volumes": gauges.series("stuck_volumes", minutes),
+                "cross_az_errors": cross_az_errors,
+                "api_threads_in_use": control.metrics.series("threads_in_use", minutes),
+                "rds_unavailable": gauges.series("rds_unavailable", minutes),
                 "stuck_fraction": gauges.series("stuck_fraction", minutes),
                 "free_slots": gauges.series("free_slots", minutes),
             }

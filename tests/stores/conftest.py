@@ -11,19 +11,17 @@ process; the mock outlives the ``store`` fixture, whose tear-down drops the tabl
 
 from __future__ import annotations
 
-import os
-import socket
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from store_services import POSTGRES, REDIS, require_service, store_url
 
 from stormproof import stores
 from stormproof.stores.base import IdempotencyStore
 
-POSTGRES = os.environ.get("STORMPROOF_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
-REDIS = os.environ.get("STORMPROOF_REDIS_URL", "redis://127.0.0.1:6379/15")
+__all__ = ["POSTGRES", "REDIS", "require_service", "store_url"]
+
 BACKENDS = ["memory", "sqlite", "postgresql", "redis", "dynamodb"]
 #: Fake credentials and region for moto, so boto3 never finds (or uses) real ones.
 _AWS_ENV = {
@@ -34,47 +32,6 @@ _AWS_ENV = {
     "AWS_DEFAULT_REGION": "us-east-1",
 }
 _AWS_UNSET = ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB", "AWS_ROLE_ARN")
-
-
-def _reachable(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=1.0):
-            return True
-    except OSError:
-        return False
-
-
-def require_service(name: str, host: str, port: int) -> None:
-    """Skip (or, in CI, fail) when a server is not there."""
-    if _reachable(host, port):
-        return
-    reason = f"{name} is not reachable on {host}:{port}"
-    if os.environ.get("STORMPROOF_REQUIRE_SERVICES") == "1":
-        pytest.fail(f"{reason}, and STORMPROOF_REQUIRE_SERVICES=1 requires it")
-    pytest.skip(reason)
-
-
-def store_url(backend: str, tmp_path: Path) -> str:
-    """A fresh URL of ``backend`` for one test (own file, table or prefix)."""
-    unique = uuid.uuid4().hex[:12]
-    if backend == "memory":
-        return "memory://"
-    if backend == "sqlite":
-        return f"sqlite:///{tmp_path / 'stormproof.db'}"
-    if backend == "postgresql":
-        pytest.importorskip("psycopg", reason="the postgres extra is not installed")
-        require_service("PostgreSQL", "127.0.0.1", 5432)
-        return f"{POSTGRES}?table=sp_test_{unique}"
-    if backend == "redis":
-        pytest.importorskip("redis", reason="the redis extra is not installed")
-        require_service("Redis", "127.0.0.1", 6379)
-        return f"{REDIS}?prefix=sp-test-{unique}:"
-    if backend == "dynamodb":
-        # Usable only while moto's mock runs: request the ``aws_mock`` fixture too.
-        pytest.importorskip("boto3", reason="the aws extra is not installed")
-        pytest.importorskip("moto", reason="moto is not installed")
-        return f"dynamodb://sp-test-{unique}?region=us-east-1"
-    raise ValueError(backend)
 
 
 @pytest.fixture

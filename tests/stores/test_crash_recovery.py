@@ -25,7 +25,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 
 import pytest
-from conftest import store_url
+from store_services import store_url
 
 from stormproof import stores
 from stormproof.events.idempotency import Idempotency, IdempotencyConfig

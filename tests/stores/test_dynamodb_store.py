@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import store_url
+from store_services import store_url
 
 from stormproof import stores
 from stormproof.errors import ConfigError

@@ -13,7 +13,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from conftest import store_url
+from store_services import store_url
 
 from stormproof import stores
 from stormproof.events.idempotency import Idempotency, IdempotencyConfig

@@ -22,7 +22,7 @@ import pytest
 
 pytest.importorskip("psycopg", reason="the postgres extra is not installed")
 
-from conftest import store_url
+from store_services import store_url
 
 from stormproof import stores
 from stormproof.errors import ConfigError

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REDIS, require_service, store_url
+from store_services import REDIS, require_service, store_url
 
 from stormproof import stores
 from stormproof.errors import ConfigError

@@ -25,24 +25,24 @@ class BucketCounters:
         self.width = float(width)
         self._series: dict[str, list[float]] = {}
 
-    def add(self, name: str, time: float, amount: float = 1.0) -> None:
-        """Add ``amount`` to counter ``name`` in the bucket containing ``time``."""
+    def _slot(self, name: str, time: float) -> tuple[list[float], int]:
+        """The series ``name`` (created, and grown to reach ``time``) and ``time``'s bucket."""
         series = self._series.get(name)
         if series is None:
             series = self._series[name] = []
         index = int(time / self.width)
         if index >= len(series):
             series.extend([0.0] * (index + 1 - len(series)))
+        return series, index
+
+    def add(self, name: str, time: float, amount: float = 1.0) -> None:
+        """Add ``amount`` to counter ``name`` in the bucket containing ``time``."""
+        series, index = self._slot(name, time)
         series[index] += amount
 
     def peak(self, name: str, time: float, value: float) -> None:
         """Keep the largest ``value`` seen in the bucket containing ``time`` (a gauge)."""
-        series = self._series.get(name)
-        if series is None:
-            series = self._series[name] = []
-        index = int(time / self.width)
-        if index >= len(series):
-            series.extend([0.0] * (index + 1 - len(series)))
+        series, index = self._slot(name, time)
         if value > series[index]:
             series[index] = value
 

@@ -6,7 +6,8 @@ of retries and a maximum record age after which a poison-pill message is set asi
 blocking or looping. This module gives SQS-like semantics on named queues kept in one SQL
 database (SQLite: :mod:`stormproof.events.queue_sqlite`, PostgreSQL:
 :mod:`stormproof.events.queue_postgres`); several queues share one table, told apart by a
-``queue`` column::
+``queue`` column. Amazon SQS itself is a third back end (:mod:`stormproof.events.queue_sqs`),
+with the few differences its API imposes (moves are at-least-once rather than atomic)::
 
     q = open_queue("sqlite:////var/lib/app/q.db", policies={"orders": QueuePolicy()})
     q.init()
@@ -288,7 +289,7 @@ def with_default_table(url: str, table: str = DEFAULT_QUEUE_TABLE) -> str:
 
 
 def open_queue(url: str, *, policies: Mapping[str, QueuePolicy] | None = None) -> QueueStore:
-    """Open the queue store at ``url`` (``sqlite:///...`` or ``postgresql://...``).
+    """Open the queue store at ``url`` (``sqlite:///...``, ``postgresql://...`` or ``sqs://...``).
 
     The URL is a store URL (see :mod:`stormproof.stores`); ``?table=`` defaults to
     ``stormproof_queue``. Opening creates nothing: call ``init()``.
@@ -302,4 +303,10 @@ def open_queue(url: str, *, policies: Mapping[str, QueuePolicy] | None = None) -
         from stormproof.events.queue_postgres import PostgresQueue
 
         return PostgresQueue(url, policies=policies)
-    raise ConfigError("url", f"scheme {scheme!r} is not supported; use sqlite or postgresql", url)
+    if scheme == "sqs":
+        from stormproof.events.queue_sqs import SQSQueue
+
+        return SQSQueue(url, policies=policies)
+    raise ConfigError(
+        "url", f"scheme {scheme!r} is not supported; use sqlite, postgresql or sqs", url
+    )

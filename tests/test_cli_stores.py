@@ -48,3 +48,25 @@ def test_dlq_commands_inspect_redrive_and_purge(tmp_path: Path) -> None:
     assert purged.exit_code == 0 and "deleted 3 message(s)" in purged.output
     bad = runner.invoke(app, ["dlq", "inspect", "mysql://x", "q"])
     assert bad.exit_code == 2
+
+
+def test_stores_purge_expired_deletes_in_batches_and_keeps_live_records(tmp_path: Path) -> None:
+    import time
+
+    from stormproof import stores
+
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    store = stores.open(url)
+    store.init()
+    old = time.time() - 10_000.0
+    for n in range(5):  # completed long ago with a short TTL: expired
+        store.claim(f"old-{n}", "h", f"t{n}", old, lease=30.0, ttl=60.0)
+        store.complete(f"old-{n}", f"t{n}", "1", old, ttl=60.0)
+    store.claim("live", "h", "t-live", time.time(), lease=30.0, ttl=3600.0)
+    store.close()
+    result = runner.invoke(app, ["stores", "purge-expired", url, "--batch", "2"])
+    assert result.exit_code == 0, result.output
+    assert "5 expired records deleted" in " ".join(result.output.split())
+    store = stores.open(url)
+    assert store.get("old-0") is None and store.get("live") is not None
+    store.close()

@@ -97,6 +97,29 @@ def test_completed_records_expire_after_their_ttl(store: IdempotencyStore) -> No
     assert fresh.claimed and fresh.record.payload_hash == "h2"
 
 
+def test_purge_expired_deletes_only_expired_records(store: IdempotencyStore) -> None:
+    for key, ttl in (("a", 10.0), ("b", 20.0), ("keep", 1000.0)):
+        store.claim(key, "h", f"t-{key}", T0, lease=LEASE, ttl=TTL)
+        store.complete(key, f"t-{key}", "1", T0, ttl=ttl)
+    store.claim("running", "h", "t-run", T0, lease=LEASE, ttl=TTL)
+    self_expiring = store.url.split(":", 1)[0] in ("redis", "rediss", "dynamodb")
+    if self_expiring:
+        assert store.purge_expired(T0 + 30.0) == 0  # Redis keys and DynamoDB TTL expire alone
+    else:
+        assert store.purge_expired(T0 + 15.0, limit=5) == 1
+        assert store.get("a") is None and store.get("b") is not None
+        assert store.purge_expired(T0 + 30.0, limit=1) == 1
+        assert store.get("b") is None
+        assert store.purge_expired(T0 + 30.0) == 0
+    kept = store.get("keep")
+    assert kept is not None and kept.status is RecordStatus.COMPLETED
+    running = store.get("running")
+    assert running is not None and running.status is RecordStatus.IN_PROGRESS
+    with pytest.raises(ConfigError) as caught:
+        store.purge_expired(T0, limit=0)
+    assert caught.value.field == "limit"
+
+
 def test_keys_are_independent(store: IdempotencyStore) -> None:
     assert store.claim("a", "h", "t", T0, lease=LEASE, ttl=TTL).claimed
     assert store.claim("b", "h", "t", T0, lease=LEASE, ttl=TTL).claimed

@@ -1,4 +1,4 @@
-"""``stormproof stores init``: create a store's schema."""
+"""``stormproof stores init|purge-expired``: create a store's schema, delete expired records."""
 
 from __future__ import annotations
 
@@ -41,6 +41,42 @@ def stores_init(
     finally:
         store.close()
     Console().print(f"{escape(_redacted(url))}: schema version {version}")
+
+
+@stores_app.command("purge-expired")
+def stores_purge_expired(
+    url: Annotated[str, typer.Argument(help="Store URL, e.g. sqlite:///app.db")],
+    skew: Annotated[
+        float,
+        typer.Option(min=0.0, help="Seconds of clock skew to allow: purge what expired before."),
+    ] = 300.0,
+    batch: Annotated[int, typer.Option(min=1, help="Records deleted per statement.")] = 10_000,
+) -> None:
+    """Delete expired idempotency records in batches (run it from a periodic job)."""
+    import time
+
+    from stormproof import stores
+
+    err = Console(stderr=True)
+    try:
+        store = stores.open(url)
+    except ConfigError as error:
+        err.print("[red]error:[/red]", escape(str(error)))
+        raise typer.Exit(2) from None
+    total = 0
+    try:
+        cutoff = time.time() - skew
+        while True:
+            deleted = store.purge_expired(cutoff, limit=batch)
+            total += deleted
+            if deleted < batch:
+                break
+    except Exception as error:
+        err.print("[red]error:[/red]", escape(f"{type(error).__name__}: {error}"))
+        raise typer.Exit(1) from None
+    finally:
+        store.close()
+    Console().print(f"{escape(_redacted(url))}: {total} expired records deleted")
 
 
 def _redacted(url: str) -> str:

@@ -121,6 +121,16 @@ class IdempotencyStore(Protocol):
         """The schema version recorded by ``init``, or ``None`` before it."""
         ...
 
+    def purge_expired(self, now: float, *, limit: int = 10_000) -> int:
+        """Delete up to ``limit`` records expired at ``now``; how many went.
+
+        An expired record is claimable anyway, so deleting it changes no answer; it only keeps
+        tables from growing with every distinct key. Back ends whose records expire by
+        themselves (Redis keys, DynamoDB's TTL) return 0. Pass ``now`` minus an allowance for
+        clock skew between your hosts.
+        """
+        ...
+
     def close(self) -> None:
         """Release connections."""
         ...

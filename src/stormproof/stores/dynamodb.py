@@ -67,6 +67,7 @@ from decimal import Decimal
 from typing import Any, Final
 from urllib.parse import unquote, urlsplit
 
+from stormproof._validate import int_at_least
 from stormproof.errors import ConfigError
 from stormproof.stores.base import SCHEMA_VERSION, Claim, IdempotencyRecord, RecordStatus
 
@@ -506,6 +507,11 @@ class DynamoDBStore:
             return None  # claim refuses such keys, so there is no record
         item = self._get_item(item_key)
         return None if item is None else _record(item)
+
+    def purge_expired(self, now: float, *, limit: int = 10_000) -> int:
+        """Nothing to do: DynamoDB's TTL deletes expired items itself; returns 0."""
+        int_at_least("limit", limit, 1)
+        return 0
 
     def close(self) -> None:
         """Close the client; a later call opens a new one."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 
+from stormproof._validate import int_at_least
 from stormproof.stores.base import SCHEMA_VERSION, Claim, IdempotencyRecord, RecordStatus
 
 __all__ = ["MemoryStore"]
@@ -90,6 +91,15 @@ class MemoryStore:
         """The record of ``key``."""
         with self._lock:
             return self._records.get(key)
+
+    def purge_expired(self, now: float, *, limit: int = 10_000) -> int:
+        """Delete up to ``limit`` expired records."""
+        int_at_least("limit", limit, 1)
+        with self._lock:
+            expired = [key for key, record in self._records.items() if record.is_expired(now)]
+            for key in expired[:limit]:
+                del self._records[key]
+            return min(len(expired), limit)
 
     def close(self) -> None:
         """Nothing to release."""

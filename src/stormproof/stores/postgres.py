@@ -216,6 +216,11 @@ class PostgresStore:
             "UPDATE {} SET status = %s, expires_at = %s, lease_expires_at = %s, result = %s"
             " WHERE key = %s AND token = %s AND status = 'in_progress'"
         ).format(table)
+        # SKIP LOCKED: a purge never waits for (or blocks) a claimer holding a row.
+        self._purge = sql.SQL(
+            "DELETE FROM {t} WHERE key IN (SELECT key FROM {t} WHERE expires_at <= %s"
+            " LIMIT %s FOR UPDATE SKIP LOCKED)"
+        ).format(t=table)
         self._delete = sql.SQL(
             "DELETE FROM {} WHERE key = %s AND token = %s AND status = 'in_progress'"
         ).format(table)
@@ -345,6 +350,13 @@ class PostgresStore:
             cur.execute(self._select, (_encode(key),))
             row = cur.fetchone()
             return None if row is None else _record(row)
+
+    def purge_expired(self, now: float, *, limit: int = 10_000) -> int:
+        """Delete up to ``limit`` records expired at ``now``."""
+        int_at_least("limit", limit, 1)
+        with self._statement() as cur:
+            cur.execute(self._purge, (float(now), limit))
+            return cur.rowcount
 
     def close(self) -> None:
         """Close the pool; a later call opens a new one."""

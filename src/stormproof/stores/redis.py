@@ -56,7 +56,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis
 
-from stormproof._validate import finite_above, finite_at_least
+from stormproof._validate import finite_above, finite_at_least, int_at_least
 from stormproof.errors import ConfigError
 from stormproof.stores.base import SCHEMA_VERSION, Claim, IdempotencyRecord, RecordStatus
 
@@ -357,6 +357,11 @@ class RedisStore:
                 batch.clear()
         if batch:
             self._client.unlink(*batch)
+
+    def purge_expired(self, now: float, *, limit: int = 10_000) -> int:
+        """Nothing to do: Redis expires keys itself (PEXPIREAT); returns 0."""
+        int_at_least("limit", limit, 1)
+        return 0
 
     def close(self) -> None:
         """Close the client and its connection pool."""

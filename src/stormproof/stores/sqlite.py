@@ -50,6 +50,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from stormproof._validate import int_at_least
 from stormproof.errors import ConfigError
 from stormproof.stores.base import SCHEMA_VERSION, Claim, IdempotencyRecord, RecordStatus
 
@@ -347,6 +348,16 @@ class SQLiteStore:
         """The record of ``key``, expired or not (one consistent read)."""
         row = self._conn().execute(self._select, (key,)).fetchone()
         return None if row is None else _record(row)
+
+    def purge_expired(self, now: float, *, limit: int = 10_000) -> int:
+        """Delete up to ``limit`` records expired at ``now`` in one short write transaction."""
+        int_at_least("limit", limit, 1)
+        cursor = self._conn().execute(
+            f"DELETE FROM {self._table} WHERE rowid IN"
+            f" (SELECT rowid FROM {self._table} WHERE expires_at <= ? LIMIT ?)",
+            (float(now), limit),
+        )
+        return cursor.rowcount
 
     def close(self) -> None:
         """Close every connection this store opened in this process; a later call reconnects."""

@@ -1,14 +1,15 @@
-"""Small statistics for experiment results: binomial confidence intervals."""
+"""Small statistics for experiment results (binomial intervals, percentiles) and for models."""
 
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import Sequence
 
 from stormproof._validate import finite_above, int_at_least
 from stormproof.errors import ConfigError
 
-__all__ = ["percentile", "wilson_interval"]
+__all__ = ["percentile", "poisson_draw", "wilson_interval"]
 
 _Z95 = 1.959963984540054  # the 97.5th percentile of the standard normal
 
@@ -47,3 +48,22 @@ def percentile(values: Sequence[float], q: float) -> float:
     high = min(low + 1, len(ordered) - 1)
     fraction = position - low
     return ordered[low] + (ordered[high] - ordered[low]) * fraction
+
+
+def poisson_draw(rng: random.Random, mean: float) -> int:
+    """A Poisson-distributed count with ``mean``, drawn from ``rng`` (for per-step models).
+
+    Inversion (Knuth's product of uniforms) for means up to 30; above that a rounded normal
+    approximation, never negative, so a large mean costs one draw rather than ``mean`` of them.
+    """
+    if mean <= 0.0:
+        return 0
+    if mean > 30.0:
+        return max(0, round(rng.gauss(mean, math.sqrt(mean))))
+    limit = math.exp(-mean)
+    count = 0
+    product = rng.random()
+    while product > limit:
+        count += 1
+        product *= rng.random()
+    return count

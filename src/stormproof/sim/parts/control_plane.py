@@ -18,12 +18,25 @@ The worker limit is a real :mod:`stormproof.policies.bulkhead` object: one
 :class:`~stormproof.policies.bulkhead.KeyedBulkhead` keyed by zone, each zone getting
 ``workers // zones`` permits (the fix: one zone's slow calls cannot take the others' threads).
 
-Per-minute counters (in :attr:`metrics`, 60 s buckets): ``calls.<zone>``, ``errors.<zone>``, and
-the gauge ``threads_in_use`` (the most threads held at once in the minute, seen at arrivals).
+Besides customers' calls, a zone's storage cluster may **negotiate** with the control plane:
+"When data for a volume needs to be re-mirrored, a negotiation must take place between the EC2
+instance, the EBS nodes with the volume data, and the EBS control plane (which acts as an
+authority in this process)". :meth:`ControlPlane.negotiate` starts such calls; each holds a
+worker for ``negotiation_time`` seconds and is dropped (not retried here: the caller sends more)
+when no worker is free. They are counted apart from customers' calls (``negotiations.<zone>``,
+``negotiations_refused.<zone>``), but they take the same threads: that was the 5:30 AM brown-out.
+
+:meth:`ControlPlane.cut_off` is the operators' 8:20 AM change: every call of a zone, negotiation or
+customer's, is refused at once and holds no thread.
+
+Per-minute counters (in :attr:`metrics`, 60 s buckets): ``calls.<zone>``, ``errors.<zone>``, the
+negotiation counters, and the gauge ``threads_in_use`` (the most threads held at once in the
+minute, seen at arrivals).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 from stormproof._validate import finite_above, finite_at_least, int_at_least
@@ -31,6 +44,7 @@ from stormproof.errors import ConfigError
 from stormproof.policies.bulkhead import Admitted, Bulkhead, KeyedBulkhead
 from stormproof.sim.kernel import Simulation
 from stormproof.sim.metrics import BucketCounters
+from stormproof.sim.stats import poisson_draw
 
 __all__ = ["ControlPlane"]
 
@@ -49,6 +63,7 @@ class ControlPlane:
         timeout: seconds a create-volume call on an exhausted cluster holds its thread.
         is_exhausted: ``is_exhausted(zone)``, whether that zone's cluster has no free space.
         horizon: no calls arrive after this time.
+        negotiation_time: seconds a negotiation call holds a worker.
     """
 
     def __init__(
@@ -64,6 +79,7 @@ class ControlPlane:
         timeout: float,
         is_exhausted: Callable[[str], bool],
         horizon: float,
+        negotiation_time: float = 1.0,
     ) -> None:
         if not zones:
             raise ConfigError("zones", "needs at least one zone")
@@ -77,6 +93,7 @@ class ControlPlane:
         finite_above("service_time", service_time, 0.0)
         finite_above("timeout", timeout, 0.0)
         finite_at_least("horizon", horizon, 0.0)
+        finite_above("negotiation_time", negotiation_time, 0.0)
         self.sim = sim
         self.zones = tuple(zones)
         self.rate = float(rate_per_zone)
@@ -85,10 +102,13 @@ class ControlPlane:
         self.timeout = float(timeout)
         self.is_exhausted = is_exhausted
         self.horizon = float(horizon)
+        self.negotiation_time = float(negotiation_time)
         self.metrics = BucketCounters(60.0)
         self._regional = None if per_zone else Bulkhead(workers)
         self._keyed = KeyedBulkhead(workers // len(zones)) if per_zone else None
         self._creates_disabled: set[str] = set()
+        self._cut_off: set[str] = set()
+        self._negotiation_rng = sim.rng("api.negotiations")
         self._rngs = {zone: sim.rng(f"api.{zone}") for zone in self.zones}
         self._calls = {zone: f"calls.{zone}" for zone in self.zones}
         self._errors = {zone: f"errors.{zone}" for zone in self.zones}
@@ -104,6 +124,50 @@ class ControlPlane:
         """Refuse create-volume calls for ``zone`` at once (the operators' 2:40 AM change)."""
         self._creates_disabled.add(zone)
 
+    def cut_off(self, zone: str) -> None:
+        """Refuse every call of ``zone`` at once (the operators' 8:20 AM change)."""
+        self._cut_off.add(zone)
+
+    def negotiate(self, zone: str, rate: float, within: float) -> None:
+        """Negotiation calls from ``zone``'s cluster at ``rate``/s (Poisson) over ``within`` s.
+
+        They arrive in one batch per second of ``within``: a storm is tens of calls a second,
+        and one event per batch rather than per call keeps a day of it cheap to simulate.
+        """
+        rng = self._negotiation_rng
+        slots = max(1, round(within))
+        width = within / slots
+        for slot in range(slots):
+            count = poisson_draw(rng, rate * width)
+            if count:
+                self.sim.schedule((slot + 0.5) * width, self._negotiations, zone, count)
+
+    def _acquire(self, zone: str, now: float) -> bool:
+        if self._keyed is not None:
+            decision = self._keyed.acquire(zone, now)
+        else:
+            assert self._regional is not None
+            decision = self._regional.acquire(now, zone)
+        if not isinstance(decision, Admitted):
+            return False
+        self._in_use += 1
+        if self._in_use > self.peak_in_use:
+            self.peak_in_use = self._in_use
+        self.metrics.peak("threads_in_use", now, float(self._in_use))
+        return True
+
+    def _negotiations(self, zone: str, count: int) -> None:
+        now = self.sim.now()
+        metrics = self.metrics
+        metrics.add(f"negotiations.{zone}", now, float(count))
+        admitted = 0
+        if zone not in self._cut_off:
+            while admitted < count and self._acquire(zone, now):
+                admitted += 1
+                self.sim.schedule(self.negotiation_time, self._done, zone, True)
+        if admitted < count:
+            metrics.add(f"negotiations_refused.{zone}", now, float(count - admitted))
+
     def _next(self, zone: str) -> None:
         rng = self._rngs[zone]
         gap = rng.expovariate(self.rate)
@@ -116,21 +180,12 @@ class ControlPlane:
         self._next(zone)
         metrics = self.metrics
         metrics.add(self._calls[zone], now)
-        if is_create and zone in self._creates_disabled:
+        if zone in self._cut_off or (is_create and zone in self._creates_disabled):
             metrics.add(self._errors[zone], now)  # refused fast, holds no thread
             return
-        if self._keyed is not None:
-            decision = self._keyed.acquire(zone, now)
-        else:
-            assert self._regional is not None
-            decision = self._regional.acquire(now, zone)
-        if not isinstance(decision, Admitted):
+        if not self._acquire(zone, now):
             metrics.add(self._errors[zone], now)
             return
-        self._in_use += 1
-        if self._in_use > self.peak_in_use:
-            self.peak_in_use = self._in_use
-        metrics.peak("threads_in_use", now, float(self._in_use))
         if is_create and self.is_exhausted(zone):
             self.sim.schedule(self.timeout, self._done, zone, False)
         else:
@@ -146,6 +201,13 @@ class ControlPlane:
             self._regional.release(now)
         if not ok:
             self.metrics.add(self._errors[zone], now)
+
+    def recent_errors(self, zones: Sequence[str], window: float) -> float:
+        """Calls of ``zones`` that failed in the last ``window`` seconds (whole minutes)."""
+        now = self.sim.now()
+        last = int(now // 60.0) + 1
+        first = max(0, last - max(1, math.ceil(window / 60.0)))
+        return sum(sum(self.metrics.series(self._errors[zone], last)[first:last]) for zone in zones)
 
     def error_minutes(self, zones: Sequence[str], threshold: float, minutes: int) -> int:
         """Count the first ``minutes`` minutes whose error rate over ``zones`` tops ``threshold``.

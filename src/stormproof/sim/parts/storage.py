@@ -26,12 +26,20 @@ Nodes may crash from a race that fires "with a very low probability ... when the
 concurrently closing a large number of requests for replication": each search attempt crashes a
 node with probability ``race_crash_per_attempt``. A crashed node's healthy volumes lose a copy
 and start re-mirroring; its free slots are gone (the cluster "does not reuse the failed node
-until every data replica is successfully re-mirrored").
+until every data replica is successfully re-mirrored"). A volume that had already lost one copy
+and whose surviving copy was on the crashed node cannot re-mirror at all: it stays stuck (counted
+in :attr:`StorageCluster.data_lost`), as the report's last 2.2 % of volumes did until they were
+restored from snapshots and forensics.
+
+:meth:`StorageCluster.add_capacity` brings new servers' slots in over a period (the report's
+day 2: "At about 02:00AM PDT on April 22nd, the team successfully started adding significant
+amounts of new capacity").
 
 Random streams (named, so policies compare on common random numbers): ``storage.placement``
 (where copies live), ``storage.trigger`` (which nodes are isolated, and whether a volume could
 reconnect to its previous replica), ``storage.deletes`` (slots freed by customers deleting
-volumes); policy-dependent draws use ``storage.search`` and ``storage.race``.
+volumes), ``storage.capacity`` (where added slots go); policy-dependent draws use
+``storage.search`` and ``storage.race``.
 
 :class:`DatabaseFleet` puts database instances (the report's RDS) on a cluster's volumes: each
 instance uses several volumes and is impacted while any of them is stuck. Single-AZ instances
@@ -45,7 +53,6 @@ no policy draws from.
 from __future__ import annotations
 
 import math
-import random
 from collections import deque
 from collections.abc import Callable
 
@@ -53,6 +60,7 @@ from stormproof._validate import finite_above, finite_at_least, int_at_least
 from stormproof.errors import ConfigError
 from stormproof.policies.backoff import Backoff
 from stormproof.sim.kernel import Simulation
+from stormproof.sim.stats import poisson_draw
 
 __all__ = ["DatabaseFleet", "StorageCluster"]
 
@@ -60,21 +68,7 @@ _HEALTHY = 0
 _ISOLATED = 1  # lost its peer, waiting for the network to come back
 _RECONNECTING = 2  # trying its previous replica first
 _SEARCHING = 3  # re-mirroring: looking for a free slot
-
-
-def _poisson(rng: random.Random, mean: float) -> int:
-    """A Poisson draw by inversion (means here are small); always one uniform per unit."""
-    if mean <= 0.0:
-        return 0
-    if mean > 30.0:  # normal approximation for large means, never negative
-        return max(0, round(rng.gauss(mean, math.sqrt(mean))))
-    limit = math.exp(-mean)
-    count = 0
-    product = rng.random()
-    while product > limit:
-        count += 1
-        product *= rng.random()
-    return count
+_DATA_LOST = 4  # the surviving copy was on a node that crashed: stuck until restored by hand
 
 
 class StorageCluster:
@@ -185,6 +179,8 @@ class StorageCluster:
         self.remirrored = 0
         self.reconnected = 0
         self.crashed_nodes = 0
+        self.data_lost = 0
+        self.added_slots = 0
         self.last_new_stuck = math.nan
         #: Volumes whose stuck state may have changed since the last :meth:`drain_changed`
         #: (``None`` until :meth:`watch_volumes`).
@@ -199,6 +195,9 @@ class StorageCluster:
         self._race_rng = sim.rng("storage.race")
         self._delete_rng = sim.rng("storage.deletes")
         self._trigger_rng = sim.rng("storage.trigger")
+        self._capacity_rng = sim.rng("storage.capacity")
+        self._capacity_per_step = 0.0
+        self._capacity_until = -math.inf
 
     # -- driving ----------------------------------------------------------------------------
 
@@ -241,6 +240,16 @@ class StorageCluster:
         finite_above("interval", interval, 0.0)
         self.searching_enabled_interval = float(interval)
 
+    def add_capacity(self, slots_per_hour: float, duration: float) -> None:
+        """From now, add free slots at ``slots_per_hour`` (Poisson) for ``duration`` seconds.
+
+        New servers installed in the cluster; the slots go to random live nodes.
+        """
+        finite_at_least("slots_per_hour", slots_per_hour, 0.0)
+        finite_at_least("duration", duration, 0.0)
+        self._capacity_per_step = slots_per_hour * self.step / 3600.0
+        self._capacity_until = self.sim.now() + duration
+
     def watch_volumes(self) -> None:
         """Start recording which volumes become stuck or unstuck (see :meth:`drain_changed`)."""
         if self._changed is None:
@@ -255,8 +264,9 @@ class StorageCluster:
         return changed
 
     def is_stuck(self, volume: int) -> bool:
-        """Whether ``volume`` is stuck now (re-mirroring: searching for a slot)."""
-        return self.state[volume] == _SEARCHING
+        """Whether ``volume`` is stuck now (re-mirroring, or its only data on a crashed node)."""
+        state = self.state[volume]
+        return state in (_SEARCHING, _DATA_LOST)
 
     @property
     def exhausted(self) -> bool:
@@ -296,13 +306,17 @@ class StorageCluster:
     def _tick(self) -> None:
         index = self._index
         self._free_deleted_slots()
+        if self.sim.now() < self._capacity_until:
+            self._add_slots()
         self._race_crashes()
         for v in self.reconnecting.pop(index, ()):
             if self.state[v] != _RECONNECTING:
                 continue
             peer = self.copy_a[v] if self.lost[v] == 1 else self.copy_b[v]
             lost = self.copy_b[v] if self.lost[v] == 1 else self.copy_a[v]
-            if self.can_reconnect[v] and self.alive[peer] and self.alive[lost]:
+            if not self.alive[peer]:
+                self._lose_data(v)
+            elif self.can_reconnect[v] and self.alive[lost]:
                 self.state[v] = _HEALTHY
                 self.reconnected += 1
             else:
@@ -321,18 +335,34 @@ class StorageCluster:
 
     def _free_deleted_slots(self) -> None:
         rng = self._delete_rng
-        for _ in range(_poisson(rng, self.freed_slots_per_hour * self.step / 3600.0)):
+        for _ in range(poisson_draw(rng, self.freed_slots_per_hour * self.step / 3600.0)):
             node = rng.randrange(self.nodes)
             if self.alive[node]:
                 self.free[node] += 1
                 self.free_total += 1
+
+    def _add_slots(self) -> None:
+        rng = self._capacity_rng
+        for _ in range(poisson_draw(rng, self._capacity_per_step)):
+            node = rng.randrange(self.nodes)
+            if self.alive[node]:
+                self.free[node] += 1
+                self.free_total += 1
+                self.added_slots += 1
+
+    def _lose_data(self, v: int) -> None:
+        """Volume ``v``'s surviving copy is gone: stuck for good (counted once as stuck)."""
+        if self.state[v] != _SEARCHING:
+            self._became_stuck(v)
+        self.state[v] = _DATA_LOST
+        self.data_lost += 1
 
     def _race_crashes(self) -> None:
         # Crashes caused by the previous step's search attempts.
         mean = self._pending_attempts * self.race_crash_per_attempt
         self._pending_attempts = 0.0
         rng = self._race_rng
-        for _ in range(_poisson(rng, mean)):
+        for _ in range(poisson_draw(rng, mean)):
             node = rng.randrange(self.nodes)
             if self.alive[node]:
                 self._crash(node)
@@ -343,7 +373,13 @@ class StorageCluster:
         self.free_total -= self.free[node]
         self.free[node] = 0
         for v in self.on_node[node]:
-            if self.state[v] != _HEALTHY:
+            state = self.state[v]
+            if state == _DATA_LOST:
+                continue
+            if state != _HEALTHY:
+                surviving = self.copy_b[v] if self.lost[v] == 0 else self.copy_a[v]
+                if surviving == node:
+                    self._lose_data(v)
                 continue
             if self.copy_a[v] == node:
                 self.lost[v] = 0
@@ -373,6 +409,8 @@ class StorageCluster:
                 if self.free_total <= 0:
                     break
                 v = self.hot.popleft()
+                if self.state[v] != _SEARCHING:
+                    continue  # its data was lost since: it stops searching
                 if rng.random() < p_hot:
                     self._place(v)
                 else:

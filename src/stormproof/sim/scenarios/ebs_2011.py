@@ -1,4 +1,4 @@
-"""ebs-2011: the EBS re-mirroring storm of 21 April 2011 (us-east-1), first day, simplified.
+"""ebs-2011: the EBS re-mirroring storm of 21-22 April 2011 (us-east-1), simplified.
 
 Source: "Summary of the Amazon EC2 and Amazon RDS Service Disruption in the US East Region"
 (AWS, 29 April 2011; ``shared/seeds/aws-2011-04-ebs-rds-us-east-1.txt``). Time 0 is the
@@ -8,22 +8,26 @@ The model: one EBS cluster (the affected zone, :class:`~stormproof.sim.parts.sto
 StorageCluster`) in which a share of the nodes is cut off for two minutes; every volume with a
 copy there loses its peer and, when the network returns, re-mirrors. Free space runs out, the
 rest search in a tight loop, and a race crashes nodes in proportion to the search attempts,
-adding stuck volumes. Beside it, a regional control plane
-(:class:`~stormproof.sim.parts.control_plane.ControlPlane`) whose threads are taken by
-create-volume calls to the exhausted cluster, failing calls for the other zones.
+adding stuck volumes; a volume whose surviving copy was on a crashed node cannot re-mirror at
+all. Beside it, a regional control plane
+(:class:`~stormproof.sim.parts.control_plane.ControlPlane`) whose threads are taken first by
+create-volume calls to the exhausted cluster (12:50 to 2:40 AM), then by re-mirror negotiations
+that grow with the crashed nodes (from about 5:30 AM), failing calls for the other zones.
 
 Policies: ``as_happened`` (the operators' interventions at the report's times: create-volume
-disabled in the zone at 2:40 AM, futile searching stopped at 11:30 AM), ``no_intervention``
-(neither), and five fixes from the report's "we will" list, each on top of ``as_happened``:
-``capacity_buffer``, ``backoff_reconnect``, ``per_az_bulkhead``, ``race_fixed``, ``all_fixes``.
+disabled in the zone at 2:40 AM, the cluster cut off from the control plane at 8:20 AM, futile
+searching stopped at 11:30 AM, new capacity from 2:00 AM on 22 April), ``no_intervention``
+(none), and six fixes from the report's "we will" list, each on top of ``as_happened``:
+``capacity_buffer``, ``backoff_reconnect``, ``per_az_bulkhead``, ``per_az_control_plane``,
+``race_fixed``, ``all_fixes``.
 
 RDS (:class:`~stormproof.sim.parts.storage.DatabaseFleet`): database instances on the zone's
 volumes, single-AZ ones unavailable while a volume is stuck, multi-AZ ones failing over except
 the report's 2.5 % that hit the failover bug. ``scale`` multiplies the cluster and the fleet.
 
-Left out in this version: the second control-plane brown-out from 5:30 AM (negotiation
-load), the 8:20 AM cut-off of the cluster from the control plane, the launch-API issue, and the
-day-2 recovery (new capacity, throttled re-enabling of the APIs, snapshots).
+The horizon ends at 12:30 PM on 22 April, when "all but about 2.2% of the volumes ... were
+restored". Left out: the launch-API issue (one API, fixed at 11:30 AM), the re-enabling of the
+zone's control-plane access (23 April, after the horizon), and the snapshot restores (24 April).
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ _R = "AWS 2011 report"
 _BUFFER = frozenset({"capacity_buffer", "all_fixes"})
 _BACKOFF = frozenset({"backoff_reconnect", "all_fixes"})
 _BULKHEAD = frozenset({"per_az_bulkhead", "all_fixes"})
+_PER_AZ_PLANE = frozenset({"per_az_control_plane"})
 _RACE_FIXED = frozenset({"race_fixed", "all_fixes"})
 
 
@@ -66,6 +71,7 @@ class Ebs2011(Scenario):
         "capacity_buffer",
         "backoff_reconnect",
         "per_az_bulkhead",
+        "per_az_control_plane",
         "race_fixed",
         "all_fixes",
     )
@@ -202,10 +208,66 @@ class Ebs2011(Scenario):
             0,
         ),
         Param(
-            "horizon_s",
+            "cut_off_at_s",
+            27180,
+            "the degraded cluster cut off from the control plane (as_happened)",
+            f"{_R}: 'At 8:20 AM PDT, the team began disabling all communication between the "
+            "degraded EBS cluster ... and the EBS control plane' (7 h 33 min)",
+            0,
+        ),
+        Param(
+            "stabilized_at_s",
             40620,
-            "simulated seconds",
+            "when the day-1 figures are read (stuck volumes, time to stable)",
             f"{_R}: 'By 12:04 PM PDT ... the degraded EBS cluster was stabilized' (11 h 17 min)",
+            1,
+        ),
+        Param(
+            "add_capacity_at_s",
+            90780,
+            "new servers start adding free slots (as_happened)",
+            f"{_R}: 'At about 02:00AM PDT on April 22nd, the team successfully started adding "
+            "significant amounts of new capacity' (25 h 13 min)",
+            0,
+        ),
+        Param(
+            "capacity_ramp_s",
+            32400,
+            "seconds over which the new capacity arrives",
+            f"{_R}: 'Volumes were restored consistently over the next nine hours'",
+            0,
+        ),
+        Param(
+            "capacity_slots_per_hour",
+            120,
+            "free slots the new servers add per hour (times scale)",
+            "assumed, calibrated: enough for the ~13 % stuck volumes to re-mirror within the "
+            "nine hours at the throttled search rate",
+            0,
+        ),
+        Param(
+            "negotiations_per_crashed_node_per_s",
+            0.7,
+            "re-mirror negotiations per second sent to the control plane per crashed node",
+            f"assumed, calibrated to the second brown-out 'By 5:30 AM PDT'; {_R}: 'As more EBS "
+            "nodes continued to fail because of the race condition ..., the volume of such "
+            "negotiations with the EBS control plane increased'",
+            0,
+        ),
+        Param(
+            "negotiation_s",
+            10,
+            "seconds a negotiation holds a control-plane thread",
+            "assumed: slow, against a degraded cluster; with 0.7/s per crashed node the regional "
+            "threads fill at about 4 crashed nodes",
+            0.001,
+        ),
+        Param(
+            "horizon_s",
+            128580,
+            "simulated seconds",
+            f"{_R}: 'all but about 2.2% of the volumes in the affected Availability Zone were "
+            "restored by 12:30PM PDT on April 22nd' (35 h 43 min)",
             1,
         ),
         Param(
@@ -292,7 +354,7 @@ class Ebs2011(Scenario):
     )
 
     def check(self, params: Mapping[str, float]) -> None:
-        """Interventions must fall inside the horizon; per-zone threads need one per zone."""
+        """The trigger and the day-1 reading fall inside the horizon; one thread per zone."""
         if not params["scale"] > 0:
             raise ConfigError("scale", "must be > 0", params["scale"])
         if _scaled(params, "nodes") < 2:
@@ -301,7 +363,9 @@ class Ebs2011(Scenario):
             raise ConfigError(
                 "rds_volumes_per_instance", "must be <= the (scaled) volumes", params["scale"]
             )
-        for name in ("isolation_s", "throttle_at_s", "disable_creates_at_s"):
+        # Interventions after the horizon simply do not happen (a shortened run); the trigger
+        # and the day-1 reading must fall inside it.
+        for name in ("isolation_s", "stabilized_at_s"):
             if params[name] >= params["horizon_s"]:
                 raise ConfigError(name, "must be < horizon_s", params[name])
         if params["api_workers"] < params["zones"]:
@@ -350,13 +414,14 @@ class Ebs2011(Scenario):
             sim,
             zones=zones,
             workers=int(params["api_workers"]),
-            per_zone=policy in _BULKHEAD,
+            per_zone=policy in _BULKHEAD or policy in _PER_AZ_PLANE,
             rate_per_zone=params["api_rate_per_zone"],
             create_fraction=params["create_fraction"],
             service_time=params["api_service_s"],
             timeout=params["bulkhead_timeout_s" if policy in _BULKHEAD else "api_timeout_s"],
             is_exhausted=lambda zone: zone == degraded and cluster.exhausted,
             horizon=horizon,
+            negotiation_time=params["negotiation_s"],
         )
         fleet = DatabaseFleet(
             cluster,
@@ -366,9 +431,15 @@ class Ebs2011(Scenario):
             failover_bug=params["rds_failover_bug_fraction"],
         )
         gauges = BucketCounters(60.0)
+        step = params["step_s"]
+        negotiation_rate = params["negotiations_per_crashed_node_per_s"]
+        snapshots: dict[str, float] = {}
 
         def on_step(now: float, stuck: int, free: int) -> None:
             fleet.update()
+            if cluster.crashed_nodes and now + step <= horizon:
+                # Re-mirrors of the crashed nodes' volumes need the control plane's say.
+                control.negotiate(degraded, negotiation_rate * cluster.crashed_nodes, step)
             gauges.peak("stuck_fraction", now, stuck / volumes)
             gauges.peak("stuck_volumes", now, float(stuck))
             gauges.peak("free_slots", now, float(free))
@@ -379,23 +450,86 @@ class Ebs2011(Scenario):
         control.start()
         cluster.isolate(params["isolated_fraction"], params["isolation_s"])
         if policy != "no_intervention":
-            sim.schedule(params["disable_creates_at_s"], control.disable_creates, degraded)
+            # The operators act on what they see: a fix that removed a symptom also removes
+            # the intervention that answered it.
+            def disable_creates() -> None:
+                if cluster.exhausted:
+                    control.disable_creates(degraded)
+
+            def cut_off() -> None:
+                if control.recent_errors(zones[1:], 1800.0) > 0:
+                    control.cut_off(degraded)
+
+            def add_capacity() -> None:
+                if cluster.stuck > 0:
+                    cluster.add_capacity(
+                        params["capacity_slots_per_hour"] * params["scale"],
+                        params["capacity_ramp_s"],
+                    )
+
+            sim.schedule(params["disable_creates_at_s"], disable_creates)
+            sim.schedule(params["cut_off_at_s"], cut_off)
             sim.schedule(
                 params["throttle_at_s"], cluster.throttle_searches, params["throttled_interval_s"]
             )
+            sim.schedule(params["add_capacity_at_s"], add_capacity)
+
+        def snapshot(name: str) -> None:
+            snapshots[f"stabilized_{name}"] = cluster.stuck / volumes
+            snapshots["rds_single_az_impacted_fraction_stabilized"] = (
+                fleet.impacted_single_az / fleet.single_az_total if fleet.single_az_total else 0.0
+            )
+            snapshots["time_to_stable_s"] = cluster.last_new_stuck
+
+        sim.schedule(params["stabilized_at_s"], snapshot, "stuck_volume_fraction")
         sim.run(until=horizon)
 
         minutes = math.ceil(horizon / 60.0)
         others = zones[1:]
         final_stuck = cluster.stuck / volumes
         affected = cluster.ever_affected
+        threshold = params["error_minute_threshold"]
+        # The first brown-out (create-volume calls) ends with the 2:40 AM change; what comes
+        # after it is the negotiation brown-out.
+        split = min(minutes, math.ceil(params["disable_creates_at_s"] / 60.0) + 10)
+        first = control.error_minutes(others, threshold, split)
+        total = control.error_minutes(others, threshold, minutes)
+        cross_az = [0.0] * minutes
+        calls = [0.0] * minutes
+        for zone in others:
+            for i, value in enumerate(control.metrics.series(f"errors.{zone}", minutes)):
+                cross_az[i] += value
+            for i, value in enumerate(control.metrics.series(f"calls.{zone}", minutes)):
+                calls[i] += value
+        second_brownout = next(
+            (
+                60.0 * i
+                for i in range(split, minutes)
+                if calls[i] > 0 and cross_az[i] / calls[i] > threshold
+            ),
+            math.nan,
+        )
         metrics = {
+            "second_brownout_start_s": second_brownout,
             "peak_stuck_volume_fraction": cluster.peak_stuck / volumes,
             "final_stuck_volume_fraction": final_stuck,
-            "cross_az_api_error_minutes": float(
-                control.error_minutes(others, params["error_minute_threshold"], minutes)
+            "stabilized_stuck_volume_fraction": snapshots["stabilized_stuck_volume_fraction"],
+            "unrecoverable_volume_fraction": cluster.data_lost / volumes,
+            "cross_az_api_error_minutes": float(total),
+            "cross_az_api_error_minutes_creates": float(first),
+            "cross_az_api_error_minutes_negotiations": float(total - first),
+            "degraded_az_api_error_minutes": float(
+                control.error_minutes([degraded], threshold, minutes)
             ),
-            "time_to_stable_s": cluster.last_new_stuck,
+            "time_to_stable_s": snapshots["time_to_stable_s"],
+            "rds_single_az_impacted_fraction_stabilized": snapshots[
+                "rds_single_az_impacted_fraction_stabilized"
+            ],
+            "rds_single_az_impacted_fraction_final": fleet.impacted_single_az
+            / fleet.single_az_total
+            if fleet.single_az_total
+            else 0.0,
+            "added_slots": float(cluster.added_slots),
             "remirror_attempts_per_volume": cluster.attempts / affected if affected else 0.0,
             "affected_volume_fraction": affected / volumes,
             "crashed_nodes": float(cluster.crashed_nodes),
@@ -418,14 +552,12 @@ class Ebs2011(Scenario):
         }
         series_out: dict[str, list[float]] = {}
         if series:
-            cross_az_errors = [0.0] * minutes
-            for zone in others:
-                errors = control.metrics.series(f"errors.{zone}", minutes)
-                cross_az_errors = [a + b for a, b in zip(cross_az_errors, errors, strict=True)]
             # Per minute: gauges are the minute's largest value, counts the minute's sum.
+            negotiations = control.metrics.series(f"negotiations.{degraded}", minutes)
             series_out = {
+                "negotiations": negotiations,
                 "stuck_volumes": gauges.series("stuck_volumes", minutes),
-                "cross_az_errors": cross_az_errors,
+                "cross_az_errors": cross_az,
                 "api_threads_in_use": control.metrics.series("threads_in_use", minutes),
                 "rds_unavailable": gauges.series("rds_unavailable", minutes),
                 "stuck_fraction": gauges.series("stuck_fraction", minutes),

@@ -2,16 +2,17 @@
 
 One module per group of commands, each adding itself to :data:`app` when imported:
 :mod:`.schedule` (``schedule``), :mod:`.sim` (``scenarios``, ``run``), :mod:`.explore`
-(``explore``), :mod:`.stores` (``stores init``), :mod:`.dlq` (``dlq inspect|redrive|purge``).
+(``explore``), :mod:`.stores` (``stores init|purge-expired``), :mod:`.dlq`
+(``dlq inspect|redrive|purge``), :mod:`.model` (``model check|lint|run``).
 """
 
 from __future__ import annotations
 
-from stormproof.cli import dlq, explore, schedule, sim, stores
+from stormproof.cli import dlq, explore, model, schedule, sim, stores
 from stormproof.cli._app import app
 from stormproof.cli.stores import _redacted
 
-__all__ = ["_redacted", "app", "dlq", "explore", "main", "schedule", "sim", "stores"]
+__all__ = ["_redacted", "app", "dlq", "explore", "main", "model", "schedule", "sim", "stores"]
 
 
 def main() -> None:

@@ -1,0 +1,176 @@
+"""``stormproof model check|lint|run``: a user's own service graph from a topology file.
+
+Problems in the file are printed one per line as ``FILE:LINE: field: rule`` (TOML files have no
+line numbers: ``FILE: field: rule``), never as a stack trace. Exit codes: 0 fine; 1 the file has
+problems, or ``lint`` found errors; 2 bad command-line options (unknown policy or trigger);
+3 a simulation ran past its event limit.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from stormproof.cli._app import app
+from stormproof.errors import ConfigError
+
+if TYPE_CHECKING:
+    from stormproof.model.load import Loaded
+
+model_app = typer.Typer(
+    help="Model your own system: check, lint and simulate a topology file.",
+    no_args_is_help=True,
+)
+app.add_typer(model_app, name="model")
+
+_FILE_HELP = "Topology file (.yaml, .yml or .toml)."
+
+
+def _read(path: str) -> Loaded:
+    from stormproof.model.load import TopologyError, read_file
+
+    try:
+        return read_file(path)
+    except TopologyError as error:
+        err = Console(stderr=True, highlight=False, soft_wrap=True)
+        for problem in error.problems:
+            err.print(escape(str(problem)))
+        err.print(f"{len(error.problems)} problem(s) in {escape(path)}")
+        raise typer.Exit(1) from None
+
+
+@model_app.command("check")
+def check(path: Annotated[str, typer.Argument(metavar="FILE", help=_FILE_HELP)]) -> None:
+    """Validate a topology file against the schema and the graph rules."""
+    loaded = _read(path)
+    topology = loaded.topology
+    typer.echo(
+        f"{path}: ok ({len(topology.services)} services, {len(topology.edges)} edges, "
+        f"{len(topology.entries)} entries, {len(topology.fleets)} fleets, "
+        f"{len(topology.triggers)} triggers, {len(topology.policy_sets)} policy sets)"
+    )
+
+
+@model_app.command("lint")
+def lint(
+    path: Annotated[str, typer.Argument(metavar="FILE", help=_FILE_HELP)],
+    json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Static findings: retry amplification, timeouts, jitter, budgets, queues, zones, fleets."""
+    from stormproof.model.lint import amplification
+    from stormproof.model.lint import lint as run_lint
+
+    loaded = _read(path)
+    findings = run_lint(loaded.topology)
+    errors = sum(1 for f in findings if f.severity == "error")
+    warnings = len(findings) - errors
+    if json_output:
+        amp = amplification(loaded.topology)
+        document: dict[str, Any] = {
+            "file": path,
+            "topology": loaded.topology.name,
+            "counts": {"error": errors, "warning": warnings},
+            "findings": [f.to_json(loaded.line(f.path)) for f in findings],
+            "amplification": None
+            if amp is None
+            else [
+                {
+                    "source": a.source,
+                    "service": a.service,
+                    "worst_case": a.worst_case,
+                    "with_budgets": a.with_budgets,
+                }
+                for a in amp
+            ],
+        }
+        typer.echo(json.dumps(document))
+    else:
+        out = Console(highlight=False, soft_wrap=True)
+        for finding in findings:
+            line = loaded.line(finding.path)
+            where = path if line is None else f"{path}:{line}"
+            out.print(
+                escape(
+                    f"{where}: {finding.severity}: {finding.rule}: {finding.subject}: "
+                    f"{finding.message}"
+                )
+            )
+            out.print(escape(f"    see {finding.doc}; fix: {', '.join(finding.fix)}"))
+        out.print(f"{errors} error(s), {warnings} warning(s)")
+    if errors:
+        raise typer.Exit(1)
+
+
+@model_app.command("run")
+def run(
+    path: Annotated[str, typer.Argument(metavar="FILE", help=_FILE_HELP)],
+    seeds: Annotated[int, typer.Option(min=1, help="Number of seeds per policy.")] = 20,
+    seed: Annotated[int, typer.Option(help="First seed; runs use seed .. seed+seeds-1.")] = 0,
+    policy: Annotated[
+        list[str] | None,
+        typer.Option(help="Policy to run (repeatable): as_written or a policy set; default: all."),
+    ] = None,
+    trigger: Annotated[
+        list[str] | None,
+        typer.Option(help="Trigger to apply (repeatable); default: all of the file's."),
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(min=1, help="Worker processes (default: CPU count).")
+    ] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Simulate the topology over seeds for each policy set, on common random numbers."""
+    from stormproof.model.simulate import TopologyScenario
+    from stormproof.sim import SimulationLimitExceeded
+    from stormproof.sim.experiment import run_experiment
+
+    loaded = _read(path)
+    err = Console(stderr=True)
+    try:
+        scenario = TopologyScenario(loaded.topology, trigger)
+        chosen = list(policy) if policy else list(scenario.policy_names)
+        for name in chosen:
+            scenario.check_policy(name)
+        seed_list = list(range(seed, seed + seeds))
+        result = run_experiment(scenario, {}, chosen, seed_list, workers=workers)
+    except ConfigError as error:
+        err.print("[red]error:[/red]", escape(str(error)))
+        raise typer.Exit(2) from None
+    except SimulationLimitExceeded as error:
+        err.print("[red]error:[/red]", escape(f"{error}; try a shorter horizon or less load"))
+        raise typer.Exit(3) from None
+    document = result.to_json()
+    document["scenario"] = loaded.topology.name
+    document["triggers"] = [t.name for t in scenario.topology.triggers]
+    if json_output:
+        typer.echo(json.dumps(document))
+        return
+    table = Table(
+        title=f"{loaded.topology.name}: {seeds} seed(s) per policy, same seeds; triggers: "
+        + (", ".join(document["triggers"]) or "none")
+    )
+    table.add_column("", no_wrap=True)
+    summaries = list(result.policies.values())
+    for name in result.policies:
+        table.add_column(name, justify="right")
+    table.add_row("stuck runs", *(f"{s.stuck_runs}/{s.runs}" for s in summaries))
+    table.add_row(
+        "P(stuck) [95% CI]",
+        *(f"{s.stuck_probability:.0%} [{s.ci95[0]:.0%}, {s.ci95[1]:.0%}]" for s in summaries),
+    )
+    names = list(summaries[0].metrics)
+    for metric in names:
+        table.add_row(metric, *(_cell(s.metrics.get(metric)) for s in summaries))
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=140)
+    console.print(table)
+
+
+def _cell(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4g}"

@@ -59,11 +59,15 @@ def run_scenario(
     report: Annotated[
         Path | None, typer.Option(help="Write a self-contained HTML report to this file.")
     ] = None,
+    svg_dir: Annotated[
+        Path | None,
+        typer.Option(help="Also write each time-series chart as DIR/<series>.svg (for docs)."),
+    ] = None,
 ) -> None:
     """Run a scenario over seeds for each policy, with common random numbers."""
     from rich.progress import Progress
 
-    from stormproof.report import experiment_report
+    from stormproof.report import experiment_report, series_charts
     from stormproof.sim import SimulationLimitExceeded, scenarios
     from stormproof.sim.experiment import run_experiment
 
@@ -87,7 +91,7 @@ def run_scenario(
                 chosen,
                 seed_list,
                 workers=workers,
-                series=report is not None,
+                series=report is not None or svg_dir is not None,
                 progress=lambda done, total: bar.update(task, completed=done),
             )
         except SimulationLimitExceeded as error:
@@ -97,6 +101,10 @@ def run_scenario(
             raise typer.Exit(3) from None
     if report is not None:
         report.write_text(experiment_report(scenario, result), encoding="utf-8")
+    if svg_dir is not None:
+        svg_dir.mkdir(parents=True, exist_ok=True)
+        for name, chart in series_charts(scenario, result).items():
+            (svg_dir / f"{name}.svg").write_text(chart, encoding="utf-8")
     if json_output:
         typer.echo(json.dumps(result.to_json()))
         return

@@ -1,5 +1,5 @@
 """HTML reports of simulation experiments (dependency-free SVG plots)."""
 
-from stormproof.report.html import experiment_report
+from stormproof.report.html import experiment_report, series_charts
 
-__all__ = ["experiment_report"]
+__all__ = ["experiment_report", "series_charts"]

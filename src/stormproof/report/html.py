@@ -9,7 +9,7 @@ from stormproof.report.svg import interval_chart, line_chart
 from stormproof.sim.experiment import ExperimentResult
 from stormproof.sim.scenario import Scenario
 
-__all__ = ["experiment_report"]
+__all__ = ["experiment_report", "series_charts"]
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 60rem; color: #222; }
@@ -36,6 +36,34 @@ def _fmt(value: float | None) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
     return f"{value:,.3g}" if abs(value) < 1000 else f"{value:,.0f}"
+
+
+def series_charts(scenario: Scenario, result: ExperimentResult) -> dict[str, str]:
+    """One SVG line chart per time series of ``result`` (mean over seeds, every policy).
+
+    Charts carry the scenario's milestones as markers and shade a ``spike_start``/``spike_s``
+    window when the scenario has one. Empty when the runs returned no series.
+    """
+    policies = list(result.policies)
+    names = sorted({n for s in result.policies.values() for r in s.results for n in r.series})
+    width = scenario.series_bucket_s
+    unit = "s" if width == 1 else f"{width:g} s"
+    shade = None
+    if "spike_start" in result.params and "spike_s" in result.params:
+        start = result.params["spike_start"]
+        shade = (start, start + result.params["spike_s"])
+    markers = scenario.milestones(result.params)
+    return {
+        name: line_chart(
+            f"{name} per {'second' if width == 1 else unit + ' bucket'}",
+            {p: _mean_series(result, p, name) for p in policies},
+            x_step=width,
+            y_label=f"{name}/{unit}",
+            shade=shade,
+            markers=markers,
+        )
+        for name in names
+    }
 
 
 def experiment_report(scenario: Scenario, result: ExperimentResult) -> str:
@@ -74,27 +102,24 @@ def experiment_report(scenario: Scenario, result: ExperimentResult) -> str:
             },
         )
     )
-    series_names = sorted(
-        {n for s in result.policies.values() for r in s.results for n in r.series}
-    )
-    if series_names:
+    charts = series_charts(scenario, result)
+    if charts:
         width = scenario.series_bucket_s
         unit = "s" if width == 1 else f"{width:g} s"
         parts.append(f"<h2>Over time (mean over seeds, per {unit} bucket)</h2>")
-        shade = None
-        if "spike_start" in result.params and "spike_s" in result.params:
-            start = result.params["spike_start"]
-            shade = (start, start + result.params["spike_s"])
-        for series in series_names:
+        milestones = scenario.milestones(result.params)
+        if milestones:
             parts.append(
-                line_chart(
-                    f"{series} per {'second' if width == 1 else unit + ' bucket'}",
-                    {p: _mean_series(result, p, series) for p in policies},
-                    x_step=width,
-                    y_label=f"{series}/{unit}",
-                    shade=shade,
-                )
+                "<p class='note'>Dashed lines: the incident report's timeline.</p>"
+                "<table><tr><th>#</th><th>seconds after time 0</th><th>the report</th></tr>"
             )
+            parts += [
+                f"<tr><td class='num'>{n}</td><td class='num'>{at:g}</td>"
+                f"<td>{escape(label)}</td></tr>"
+                for n, (at, label) in enumerate(milestones, start=1)
+            ]
+            parts.append("</table>")
+        parts += charts.values()
     parts.append("<h2>Parameters and where they come from</h2><table>")
     parts.append("<tr><th>parameter</th><th>value</th><th>meaning</th><th>source</th></tr>")
     for param in scenario.params:

@@ -31,10 +31,15 @@ def line_chart(
     x_label: str = "time (s)",
     y_label: str = "",
     shade: tuple[float, float] | None = None,
+    markers: Sequence[tuple[float, str]] = (),
     width: int = 640,
     height: int = 260,
 ) -> str:
-    """An SVG line chart of named series sampled every ``x_step``; ``shade`` marks an x-range."""
+    """An SVG line chart of named series sampled every ``x_step``.
+
+    ``shade`` marks an x-range; ``markers`` draws a dashed vertical line, numbered, at each
+    ``(x, label)`` (an incident report's milestones), the label in the line's tooltip.
+    """
     left, right, top, bottom = 56, 150, 28, 40
     plot_w, plot_h = width - left - right, height - top - bottom
     points = max((len(values) for values in series.values()), default=0)
@@ -79,6 +84,15 @@ def line_chart(
         f'<text x="14" y="{top + plot_h / 2}" transform="rotate(-90 14 {top + plot_h / 2})" '
         f'text-anchor="middle">{escape(y_label)}</text>'
     )
+    for number, (at, label) in enumerate(markers, start=1):
+        if not 0.0 <= at <= x_max:
+            continue
+        parts.append(
+            f"<g><title>{number}: {escape(label)}</title>"
+            f'<line x1="{x(at):.1f}" x2="{x(at):.1f}" y1="{top}" y2="{top + plot_h}" '
+            'stroke="#555" stroke-dasharray="4 3"/>'
+            f'<text x="{x(at) + 2:.1f}" y="{top + 10}" fill="#555">{number}</text></g>'
+        )
     for index, (name, values) in enumerate(series.items()):
         colour = PALETTE[index % len(PALETTE)]
         coords = " ".join(

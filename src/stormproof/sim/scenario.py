@@ -95,6 +95,14 @@ class Scenario(ABC):
         self.check(values)
         return values
 
+    def milestones(self, params: Mapping[str, float]) -> list[tuple[float, str]]:
+        """The incident report's timeline as ``(seconds after time 0, what happened)``.
+
+        Reports draw them on every time series so the simulated timeline sits beside the
+        real one. Default: none (a model that replays no incident).
+        """
+        return []
+
     def check(self, params: Mapping[str, float]) -> None:  # noqa: B027 - optional hook
         """Cross-parameter validation; subclasses raise ConfigError. Default: nothing."""
 

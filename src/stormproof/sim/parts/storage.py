@@ -234,10 +234,13 @@ class StorageCluster:
     def throttle_searches(self, interval: float) -> None:
         """Operators stop futile searching: tight-loop searchers now search every ``interval`` s.
 
-        The 2011 report, 11:30 AM: "prevent EBS servers in the degraded EBS cluster from
-        futilely contacting other servers".
+        ``math.inf`` stops them altogether. The 2011 report, 11:30 AM: "prevent EBS servers in
+        the degraded EBS cluster from futilely contacting other servers"; a later call with a
+        finite interval is day 2's "changes to their negotiation throttles to allow negotiation
+        to occur with the newly-built servers".
         """
-        finite_above("interval", interval, 0.0)
+        if not interval > 0.0:  # also refuses NaN; inf is allowed
+            raise ConfigError("interval", "must be > 0 (math.inf stops searching)", interval)
         self.searching_enabled_interval = float(interval)
 
     def add_capacity(self, slots_per_hour: float, duration: float) -> None:
@@ -402,7 +405,7 @@ class StorageCluster:
         self._pending_attempts = attempts
         served = min(1.0, self.search_capacity * step / attempts)
         rng = self._search_rng
-        if self.hot and self.free_total > 0:
+        if self.hot and self.free_total > 0 and per_hot > 0.0:
             # Chance that at least one of a tight-loop volume's attempts this step is served.
             p_hot = 1.0 - (1.0 - served) ** per_hot if per_hot >= 1.0 else served * per_hot
             for _ in range(len(self.hot)):

@@ -195,8 +195,10 @@ class Ebs2011(Scenario):
         Param(
             "throttled_interval_s",
             300,
-            "search interval after the 11:30 AM change",
-            "assumed: searching reduced, not stopped, so freed space is still found",
+            "search interval once searching resumes with the new capacity (day 2)",
+            f"assumed; {_R}: 'The team had to carefully make changes to their negotiation "
+            "throttles to allow negotiation to occur with the newly-built servers'; searching is "
+            "stopped from 11:30 AM until then",
             0.001,
         ),
         Param(
@@ -353,6 +355,20 @@ class Ebs2011(Scenario):
         ),
     )
 
+    def milestones(self, params: Mapping[str, float]) -> list[tuple[float, str]]:
+        """The report's timeline, in seconds after 12:47 AM PDT on 21 April."""
+        return [
+            (180.0, "12:50 AM: API impact in other zones begins"),
+            (params["disable_creates_at_s"], "2:40 AM: Create Volume disabled in the zone"),
+            (7380.0, "2:50 AM: other zones' API latencies and errors recovered"),
+            (16380.0, "5:30 AM: API errors rise again (re-mirror negotiations)"),
+            (params["cut_off_at_s"], "8:20 AM: degraded cluster cut off from the control plane"),
+            (params["throttle_at_s"], "11:30 AM: futile node-to-node searching stopped"),
+            (params["stabilized_at_s"], "12:04 PM: cluster stabilized, about 13% stuck"),
+            (params["add_capacity_at_s"], "2:00 AM, 22 April: new capacity being added"),
+            (128580.0, "12:30 PM, 22 April: all but about 2.2% of volumes restored"),
+        ]
+
     def check(self, params: Mapping[str, float]) -> None:
         """The trigger and the day-1 reading fall inside the horizon; one thread per zone."""
         if not params["scale"] > 0:
@@ -457,8 +473,12 @@ class Ebs2011(Scenario):
                     control.disable_creates(degraded)
 
             def cut_off() -> None:
+                # Ready from 8:20 AM, used once the other zones see errors (at once in the
+                # replay; later if a brown-out starts later).
                 if control.recent_errors(zones[1:], 1800.0) > 0:
                     control.cut_off(degraded)
+                elif sim.now() + 60.0 < horizon:
+                    sim.schedule(60.0, cut_off)
 
             def add_capacity() -> None:
                 if cluster.stuck > 0:
@@ -466,12 +486,11 @@ class Ebs2011(Scenario):
                         params["capacity_slots_per_hour"] * params["scale"],
                         params["capacity_ramp_s"],
                     )
+                    cluster.throttle_searches(params["throttled_interval_s"])
 
             sim.schedule(params["disable_creates_at_s"], disable_creates)
             sim.schedule(params["cut_off_at_s"], cut_off)
-            sim.schedule(
-                params["throttle_at_s"], cluster.throttle_searches, params["throttled_interval_s"]
-            )
+            sim.schedule(params["throttle_at_s"], cluster.throttle_searches, math.inf)
             sim.schedule(params["add_capacity_at_s"], add_capacity)
 
         def snapshot(name: str) -> None:

@@ -151,6 +151,7 @@ def test_day_two_capacity_restores_what_the_storm_left_stuck() -> None:
         "stabilized_at_s": 11900,
         "add_capacity_at_s": 12000,
         "capacity_ramp_s": 7200,
+        "throttled_interval_s": 1800,
     }
     params = scenario.resolve(timeline)
     result = run_experiment(scenario, params, ["as_happened", "no_intervention"], SEEDS, workers=1)

@@ -194,11 +194,11 @@ class Ebs2011(Scenario):
         ),
         Param(
             "throttled_interval_s",
-            300,
+            10800,
             "search interval once searching resumes with the new capacity (day 2)",
-            f"assumed; {_R}: 'The team had to carefully make changes to their negotiation "
-            "throttles to allow negotiation to occur with the newly-built servers'; searching is "
-            "stopped from 11:30 AM until then",
+            f"assumed, calibrated to spread the restores over the nine hours of {_R}: 'The team "
+            "had to carefully make changes to their negotiation throttles to allow negotiation "
+            "to occur with the newly-built servers'; searching is stopped from 11:30 AM until then",
             0.001,
         ),
         Param(

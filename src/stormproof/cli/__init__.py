@@ -3,16 +3,28 @@
 One module per group of commands, each adding itself to :data:`app` when imported:
 :mod:`.schedule` (``schedule``), :mod:`.sim` (``scenarios``, ``run``), :mod:`.explore`
 (``explore``), :mod:`.stores` (``stores init|purge-expired``), :mod:`.dlq`
-(``dlq inspect|redrive|purge``), :mod:`.model` (``model check|lint|run``).
+(``dlq inspect|redrive|purge``), :mod:`.model` (``model check|lint|run``), :mod:`.workflow`
+(``workflow validate|run|history|redrive``, ``worker``).
 """
 
 from __future__ import annotations
 
-from stormproof.cli import dlq, explore, model, schedule, sim, stores
+from stormproof.cli import dlq, explore, model, schedule, sim, stores, workflow
 from stormproof.cli._app import app
 from stormproof.cli.stores import _redacted
 
-__all__ = ["_redacted", "app", "dlq", "explore", "main", "model", "schedule", "sim", "stores"]
+__all__ = [
+    "_redacted",
+    "app",
+    "dlq",
+    "explore",
+    "main",
+    "model",
+    "schedule",
+    "sim",
+    "stores",
+    "workflow",
+]
 
 
 def main() -> None:

@@ -1,15 +1,15 @@
 """The ``stormproof`` command line. Requires the ``cli`` extra (typer and rich).
 
 One module per group of commands, each adding itself to :data:`app` when imported:
-:mod:`.schedule` (``schedule``), :mod:`.sim` (``scenarios``, ``run``), :mod:`.explore`
-(``explore``), :mod:`.stores` (``stores init|purge-expired``), :mod:`.dlq`
-(``dlq inspect|redrive|purge``), :mod:`.model` (``model check|lint|run``), :mod:`.workflow`
-(``workflow validate|run|history|redrive``, ``worker``).
+:mod:`.schedule` (``schedule``), :mod:`.sim` (``scenarios``, ``run``), :mod:`.sweep`
+(``sweep``), :mod:`.explore` (``explore``), :mod:`.stores` (``stores init|purge-expired``),
+:mod:`.dlq` (``dlq inspect|redrive|purge``), :mod:`.model` (``model check|lint|run``),
+:mod:`.workflow` (``workflow validate|run|history|redrive``, ``worker``).
 """
 
 from __future__ import annotations
 
-from stormproof.cli import dlq, explore, model, schedule, sim, stores, workflow
+from stormproof.cli import dlq, explore, model, schedule, sim, stores, sweep, workflow
 from stormproof.cli._app import app
 from stormproof.cli.stores import _redacted
 
@@ -23,6 +23,7 @@ __all__ = [
     "schedule",
     "sim",
     "stores",
+    "sweep",
     "workflow",
 ]
 

@@ -273,7 +273,7 @@ def sweep_report(scenario: Scenario, result: SweepResult) -> str:
                     f"{c.value:.3g} ({'rising' if c.rising else 'falling'})" for c in line.crossings
                 )
             else:
-                where = "never (always below)" if line.high < 0.5 else "never (always above)"
+                where = "never (always below)" if line.high < 0.5 else "never (always at or above)"
             parts.append(
                 f"<tr><td>{escape(policy)}</td><td>{escape(line.axis)}</td>"
                 f"<td>{escape(_point_text(line.at))}</td><td>{escape(where)}</td>"

@@ -209,16 +209,23 @@ class ControlPlane:
         first = max(0, last - max(1, math.ceil(window / 60.0)))
         return sum(sum(self.metrics.series(self._errors[zone], last)[first:last]) for zone in zones)
 
+    def calls_and_errors(
+        self, zones: Sequence[str], minutes: int
+    ) -> tuple[list[float], list[float]]:
+        """Customers' calls and failed calls of ``zones``, summed per minute, first ``minutes``."""
+        calls = [0.0] * minutes
+        errors = [0.0] * minutes
+        for zone in zones:
+            for i, value in enumerate(self.metrics.series(self._calls[zone], minutes)):
+                calls[i] += value
+            for i, value in enumerate(self.metrics.series(self._errors[zone], minutes)):
+                errors[i] += value
+        return calls, errors
+
     def error_minutes(self, zones: Sequence[str], threshold: float, minutes: int) -> int:
         """Count the first ``minutes`` minutes whose error rate over ``zones`` tops ``threshold``.
 
         Minutes without calls do not count.
         """
-        calls = [0.0] * minutes
-        errors = [0.0] * minutes
-        for zone in zones:
-            for i, value in enumerate(self.metrics.series(f"calls.{zone}", minutes)):
-                calls[i] += value
-            for i, value in enumerate(self.metrics.series(f"errors.{zone}", minutes)):
-                errors[i] += value
+        calls, errors = self.calls_and_errors(zones, minutes)
         return sum(1 for c, e in zip(calls, errors, strict=True) if c > 0 and e / c > threshold)

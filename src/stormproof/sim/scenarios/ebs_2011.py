@@ -513,13 +513,7 @@ class Ebs2011(Scenario):
         split = min(minutes, math.ceil(params["disable_creates_at_s"] / 60.0) + 10)
         first = control.error_minutes(others, threshold, split)
         total = control.error_minutes(others, threshold, minutes)
-        cross_az = [0.0] * minutes
-        calls = [0.0] * minutes
-        for zone in others:
-            for i, value in enumerate(control.metrics.series(f"errors.{zone}", minutes)):
-                cross_az[i] += value
-            for i, value in enumerate(control.metrics.series(f"calls.{zone}", minutes)):
-                calls[i] += value
+        calls, cross_az = control.calls_and_errors(others, minutes)
         second_brownout = next(
             (
                 60.0 * i

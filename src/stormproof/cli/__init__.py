@@ -4,12 +4,13 @@ One module per group of commands, each adding itself to :data:`app` when importe
 :mod:`.schedule` (``schedule``), :mod:`.sim` (``scenarios``, ``run``), :mod:`.sweep`
 (``sweep``), :mod:`.explore` (``explore``), :mod:`.stores` (``stores init|purge-expired``),
 :mod:`.dlq` (``dlq inspect|redrive|purge``), :mod:`.model` (``model check|lint|run``),
-:mod:`.workflow` (``workflow validate|run|history|redrive``, ``worker``).
+:mod:`.workflow` (``workflow validate|run|history|redrive``, ``worker``), :mod:`.load`
+(``load run|export|plan``).
 """
 
 from __future__ import annotations
 
-from stormproof.cli import dlq, explore, model, schedule, sim, stores, sweep, workflow
+from stormproof.cli import dlq, explore, load, model, schedule, sim, stores, sweep, workflow
 from stormproof.cli._app import app
 from stormproof.cli.stores import _redacted
 
@@ -18,6 +19,7 @@ __all__ = [
     "app",
     "dlq",
     "explore",
+    "load",
     "main",
     "model",
     "schedule",

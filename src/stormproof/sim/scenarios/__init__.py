@@ -12,6 +12,7 @@ from stormproof.sim.scenarios.network_manager_2025 import NetworkManager2025
 from stormproof.sim.scenarios.nlb_2025 import Nlb2025
 from stormproof.sim.scenarios.occ_jitter import OccJitter
 from stormproof.sim.scenarios.simple_collapse import SimpleCollapse
+from stormproof.sim.scenarios.us_east_1_2025 import USEast12025
 
 __all__ = ["OccJitter", "SimpleCollapse", "get", "names"]
 
@@ -24,6 +25,7 @@ _CATALOGUE: dict[str, type[Scenario]] = {
     Nlb2025.name: Nlb2025,
     OccJitter.name: OccJitter,
     SimpleCollapse.name: SimpleCollapse,
+    USEast12025.name: USEast12025,
 }
 
 

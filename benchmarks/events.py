@@ -1,6 +1,7 @@
 """Event-processing throughput: validation and idempotent calls, side by side with peers.
 
-    python benchmarks/events.py [--events N] [--json] [--quick]
+    python benchmarks/events.py [--events N] [--calls N] [--repeats N] [--threads N ...]
+                                [--only GROUP,...] [--json] [--quick]
 
 * ``validation_dicts`` / ``validation_json`` -- events/s through stormproof's
   :class:`~stormproof.events.validation.ValidationPolicy` (fastjsonschema) for already-parsed
@@ -9,6 +10,12 @@
   NORMAL), each call a new key (claim + complete = two committed transactions);
   ``idempotent_duplicate_sqlite`` -- calls/s for a key already completed (one read).
   ``idempotent_postgres`` the same on PostgreSQL when it answers on 127.0.0.1:5432 (no peer).
+* ``--threads N`` (repeatable) adds ``idempotent_{store}_x{N}`` / ``idempotent_duplicate_..._x{N}``
+  rows: N threads sharing one ``Idempotency`` and one store (PostgreSQL: ``pool_max=N``), each
+  making ``--calls`` calls on its own keys, started together; the rate is all calls over the wall
+  time. On PostgreSQL concurrent commits share WAL flushes (group commit); SQLite has one writer.
+* ``--only sqlite,postgres`` runs only those groups (``validation``, ``sqlite``, ``postgres``,
+  ``redis``, ``dynamodb``).
 * ``idempotent_redis`` / ``idempotent_duplicate_redis`` -- the same on Redis (127.0.0.1:6379,
   db 15, a unique key prefix) when it answers; peer: AWS Lambda Powertools' idempotency utility
   (``idempotent_function``) with its Redis persistence layer on the same server and db.
@@ -41,6 +48,7 @@ import json
 import socket
 import statistics
 import tempfile
+import threading
 import time
 import uuid
 import warnings
@@ -101,7 +109,30 @@ def validation_rows(n: int, repeats: int) -> list[dict[str, Any]]:
     ]
 
 
-def idempotency_rows(url: str, label: str, n: int, repeats: int) -> list[dict[str, Any]]:
+def in_threads(threads: int, work: Callable[[], None]) -> Callable[[], None]:
+    """``work`` run by ``threads`` threads started together; returns when all are done."""
+    if threads == 1:
+        return work
+
+    def run() -> None:
+        start = threading.Barrier(threads)
+
+        def worker() -> None:
+            start.wait()
+            work()
+
+        pool = [threading.Thread(target=worker) for _ in range(threads)]
+        for thread in pool:
+            thread.start()
+        for thread in pool:
+            thread.join()
+
+    return run
+
+
+def idempotency_rows(
+    url: str, label: str, n: int, repeats: int, threads: tuple[int, ...] = (1,)
+) -> list[dict[str, Any]]:
     from stormproof import stores
 
     store = stores.open(url)
@@ -121,10 +152,21 @@ def idempotency_rows(url: str, label: str, n: int, repeats: int) -> list[dict[st
             for _ in range(n):
                 engine.run(done_key, {"i": 0}, _identity, 0)
 
-        return [
-            {"case": f"idempotent_{label}", "ours_per_s": rate(n, fresh, repeats)},
-            {"case": f"idempotent_duplicate_{label}", "ours_per_s": rate(n, duplicate, repeats)},
-        ]
+        rows = []
+        for count in threads:
+            suffix = "" if count == 1 else f"_x{count}"
+            for case, work in (
+                (f"idempotent_{label}", fresh),
+                (f"idempotent_duplicate_{label}", duplicate),
+            ):
+                total = n * count
+                rows.append(
+                    {
+                        "case": case + suffix,
+                        "ours_per_s": rate(total, in_threads(count, work), repeats),
+                    }
+                )
+        return rows
     finally:
         drop = getattr(store, "drop", None)
         if drop is not None and label != "sqlite":
@@ -268,22 +310,29 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--calls", type=int, default=5_000)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, action="append", default=None)
+    parser.add_argument("--only", default="validation,sqlite,postgres,redis,dynamodb")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     if args.quick:
         args.events, args.calls, args.repeats = 5_000, 200, 1
-    rows = validation_rows(args.events, args.repeats)
-    with tempfile.TemporaryDirectory() as tmp:
-        url = f"sqlite:///{Path(tmp) / 'bench.db'}"
-        rows += idempotency_rows(url, "sqlite", args.calls, args.repeats)
-    if _up(5432) and _has("psycopg"):
+    threads = tuple(dict.fromkeys([1, *(args.threads or ())]))
+    if min(threads) < 1:
+        parser.error("--threads must be >= 1")
+    only = set(args.only.split(","))
+    rows = validation_rows(args.events, args.repeats) if "validation" in only else []
+    if "sqlite" in only:
+        with tempfile.TemporaryDirectory() as tmp:
+            url = f"sqlite:///{Path(tmp) / 'bench.db'}"
+            rows += idempotency_rows(url, "sqlite", args.calls, args.repeats, threads)
+    if "postgres" in only and _up(5432) and _has("psycopg"):
         table = f"sp_bench_{uuid.uuid4().hex[:8]}"
-        pg = f"postgresql://postgres@127.0.0.1:5432/test?table={table}"
-        rows += idempotency_rows(pg, "postgres", args.calls // 5, args.repeats)
-    if _up(6379) and _has("redis"):
+        pg = f"postgresql://postgres@127.0.0.1:5432/test?table={table}&pool_max={max(threads)}"
+        rows += idempotency_rows(pg, "postgres", args.calls // 5, args.repeats, threads)
+    if "redis" in only and _up(6379) and _has("redis"):
         rows += redis_rows(args.calls, args.repeats)
-    if _has("moto") and _has("boto3"):
+    if "dynamodb" in only and _has("moto") and _has("boto3"):
         # moto parses every request in-process (~10 ms per write), so fewer calls.
         rows += dynamodb_rows(max(args.calls // 25, 20), args.repeats)
     for row in rows:

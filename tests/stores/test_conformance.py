@@ -120,6 +120,86 @@ def test_purge_expired_deletes_only_expired_records(store: IdempotencyStore) -> 
     assert caught.value.field == "limit"
 
 
+def test_the_holder_extends_its_lease_and_keeps_the_key(store: IdempotencyStore) -> None:
+    store.claim("k", "h", "owner", T0, lease=LEASE, ttl=TTL)
+    assert store.extend("k", "owner", T0 + 20, lease=LEASE)
+    record = store.get("k")
+    assert record is not None and record.status is RecordStatus.IN_PROGRESS
+    assert record.lease_expires_at == T0 + 20 + LEASE
+    assert record.expires_at == T0 + TTL  # well inside the TTL: unchanged
+    assert record.token == "owner" and record.payload_hash == "h"
+    # Past the original lease the key is still held; past the renewed one it is free.
+    assert not store.claim("k", "h", "other", T0 + LEASE + 1, lease=LEASE, ttl=TTL).claimed
+    takeover = store.claim("k", "h", "other", T0 + 20 + LEASE, lease=LEASE, ttl=TTL)
+    assert takeover.claimed
+    # ... and the old holder is fenced: it can neither renew nor complete any more.
+    assert not store.extend("k", "owner", T0 + 51, lease=LEASE)
+    assert not store.complete("k", "owner", "1", T0 + 51, ttl=TTL)
+    record = store.get("k")
+    assert record is not None and record.token == "other"
+    assert record.lease_expires_at == T0 + 20 + 2 * LEASE
+
+
+def test_only_the_holder_of_an_in_progress_claim_may_extend(store: IdempotencyStore) -> None:
+    assert not store.extend("missing", "tok", T0, lease=LEASE)
+    assert store.get("missing") is None  # extend never creates a record
+    store.claim("k", "h", "owner", T0, lease=LEASE, ttl=TTL)
+    assert not store.extend("k", "intruder", T0 + 1, lease=LEASE)
+    record = store.get("k")
+    assert record is not None and record.lease_expires_at == T0 + LEASE
+    assert store.complete("k", "owner", '"done"', T0 + 2, ttl=TTL)
+    assert not store.extend("k", "owner", T0 + 3, lease=LEASE)  # no longer in progress
+    record = store.get("k")
+    assert record is not None and record.status is RecordStatus.COMPLETED
+    assert record.result == '"done"' and record.expires_at == T0 + 2 + TTL
+    store.claim("f", "h", "owner", T0, lease=LEASE, ttl=TTL)
+    store.fail("f", "owner", "{}", T0 + 1, ttl=TTL)
+    assert not store.extend("f", "owner", T0 + 2, lease=LEASE)
+
+
+def test_a_lapsed_lease_nobody_took_over_can_still_be_extended(store: IdempotencyStore) -> None:
+    store.claim("k", "h", "owner", T0, lease=LEASE, ttl=TTL)
+    assert store.extend("k", "owner", T0 + LEASE + 5, lease=LEASE)
+    assert not store.claim("k", "h", "other", T0 + LEASE + 6, lease=LEASE, ttl=TTL).claimed
+
+
+def test_an_extended_lease_carries_the_expiry_along(store: IdempotencyStore) -> None:
+    # A record must not expire (and be claimable) while its renewed lease still runs.
+    store.claim("k", "h", "owner", T0, lease=10.0, ttl=40.0)
+    assert store.extend("k", "owner", T0 + 20, lease=30.0)
+    record = store.get("k")
+    assert record is not None
+    assert record.lease_expires_at == record.expires_at == T0 + 50
+    assert not store.claim("k", "h", "other", T0 + 45, lease=LEASE, ttl=TTL).claimed
+    assert store.claim("k", "h", "other", T0 + 50, lease=LEASE, ttl=TTL).claimed
+    # A shorter renewal moves only the lease (it may also shorten it).
+    assert store.extend("k", "other", T0 + 51, lease=5.0)
+    record = store.get("k")
+    assert record is not None
+    assert (record.lease_expires_at, record.expires_at) == (T0 + 56, T0 + 50 + TTL)
+
+
+@given(renewals=st.lists(st.floats(min_value=0.5, max_value=100.0), min_size=1, max_size=6))
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+def test_a_renewing_holder_is_never_taken_over(
+    store: IdempotencyStore, renewals: list[float]
+) -> None:
+    # The holder renews at T0 + s1, T0 + s1 + s2, ... each time just before its lease ends; a
+    # rival trying just before each renewal never wins, and one trying at the end always does.
+    key = f"renew:{next(_examples)}"
+    lease = 101.0
+    assert store.claim(key, "h", "holder", T0, lease=lease, ttl=lease).claimed
+    now = T0
+    for step in renewals:
+        now += step
+        assert not store.claim(key, "h", "rival", now, lease=lease, ttl=lease).claimed
+        assert store.extend(key, "holder", now, lease=lease)
+    assert store.claim(key, "h", "rival", now + lease, lease=lease, ttl=lease).claimed
+    assert not store.extend(key, "holder", now + lease, lease=lease)
+
+
 def test_keys_are_independent(store: IdempotencyStore) -> None:
     assert store.claim("a", "h", "t", T0, lease=LEASE, ttl=TTL).claimed
     assert store.claim("b", "h", "t", T0, lease=LEASE, ttl=TTL).claimed

@@ -185,6 +185,64 @@ def test_a_closed_store_reopens_on_next_use(pg: PostgresStore) -> None:
     assert record is not None and record.status is RecordStatus.IN_PROGRESS
 
 
+def test_a_duplicate_of_a_live_record_reads_it_without_locking_it(pg: PostgresStore) -> None:
+    # The claim of a held key is read-only: no row lock, so no waiting for (or WAL flush after)
+    # it. With lock_timeout set, a claim that tried to lock the row would fail instead.
+    import psycopg
+
+    assert pg.claim("k", "h", "owner", T0, lease=LEASE, ttl=TTL).claimed
+    assert pg.complete("k", "owner", '"done"', T0 + 1, ttl=TTL)
+    strict = PostgresStore(f"{pg.url}&options=-c%20lock_timeout%3D1000")
+    with psycopg.connect(BASE) as other:
+        other.execute(f'SELECT 1 FROM "{pg.table}" WHERE key = %s FOR UPDATE', ("k",))
+        try:
+            duplicate = strict.claim("k", "h", "dup", T0 + 2, lease=LEASE, ttl=TTL)
+        finally:
+            strict.close()
+        other.rollback()
+    assert not duplicate.claimed
+    assert duplicate.record.status is RecordStatus.COMPLETED
+    assert duplicate.record.result == '"done"'
+
+
+def test_a_claim_that_loses_to_a_row_its_snapshot_missed_reads_the_winner(
+    pg: PostgresStore,
+) -> None:
+    import psycopg
+
+    results: list[Any] = []
+    with psycopg.connect(BASE) as other:
+        other.execute(
+            f'INSERT INTO "{pg.table}" (key, status, payload_hash, token, expires_at,'
+            " lease_expires_at) VALUES ('k', 'in_progress', 'h', 'winner', %s, %s)",
+            (T0 + TTL, T0 + LEASE),
+        )
+        # Not committed yet: the claim below does not see the row, and its insert waits on it.
+        claimer = threading.Thread(
+            target=lambda: results.append(pg.claim("k", "h", "loser", T0, lease=LEASE, ttl=TTL))
+        )
+        claimer.start()
+        with psycopg.connect(BASE, autocommit=True) as watcher:
+            deadline = time.monotonic() + 20.0
+            while time.monotonic() < deadline:
+                waiting = watcher.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                    " AND query LIKE %s",
+                    (f'%"{pg.table}"%',),
+                ).fetchone()
+                if waiting is not None and waiting[0] > 0:
+                    break
+                time.sleep(0.01)  # synchronisation with the server, not a timed assertion
+            else:
+                pytest.fail("the claim never waited for the uncommitted row")
+        other.commit()
+        claimer.join(timeout=20.0)
+    assert len(results) == 1
+    claim = results[0]
+    assert not claim.claimed
+    assert claim.record.token == "winner" and claim.record.status is RecordStatus.IN_PROGRESS
+
+
 # -- several processes ---------------------------------------------------------------------------
 
 PROCESSES = 8

@@ -11,6 +11,8 @@ An idempotency record guards one operation, identified by a key:
   the fencing rule of :mod:`stormproof.policies.fencing` applied to stored records.
 * ``release`` / ``fail`` -- the operation raised: delete the record so a retry may run, or keep it
   as ``failed`` with the error.
+* ``extend`` -- renew the lease of a long-running operation: only the holder of the token, only
+  while the record is in progress; ``False`` once another run took the key over (fenced).
 
 Every back end implements the same semantics and passes the same conformance suite
 (``tests/stores/test_conformance.py``). Times are wall-clock epoch seconds, passed in by the
@@ -107,6 +109,16 @@ class IdempotencyStore(Protocol):
 
     def release(self, key: str, token: str) -> bool:
         """Delete the record if ``token`` holds it (the run failed and may be retried)."""
+        ...
+
+    def extend(self, key: str, token: str, now: float, *, lease: float) -> bool:
+        """Renew the in-progress claim of ``token``: ``lease_expires_at = now + lease``.
+
+        Only while ``token`` holds ``key`` in progress (the same condition as ``complete``, so a
+        lapsed lease nobody has taken over yet may still be renewed); ``False`` otherwise. If
+        the new lease ends after ``expires_at``, ``expires_at`` moves to the lease's end too, so
+        the record cannot expire (and be claimed) while its lease runs.
+        """
         ...
 
     def fail(self, key: str, token: str, error: str, now: float, *, ttl: float) -> bool:

@@ -31,14 +31,16 @@ used, so no ``Decimal`` context (boto3's resource layer traps inexact values) is
 Non-finite times are rejected with ``ValueError`` (DynamoDB has no NaN or infinity).
 
 **Atomicity.** ``claim`` is one ``PutItem`` whose ``ConditionExpression`` accepts a missing,
-expired, failed, or in-progress-with-lapsed-lease item; DynamoDB evaluates it atomically per
-item, so among concurrent claimers exactly one wins. On ``ConditionalCheckFailedException`` the
-existing item comes back in the error (``ReturnValuesOnConditionCheckFailure=ALL_OLD``); where
-an emulator omits it, a strongly consistent ``GetItem`` reads it, and the claim is retried if
-the item was deleted in between. ``complete``/``fail`` (``UpdateItem``) and ``release``
-(``DeleteItem``) are conditional on ``token`` and ``status = in_progress``, so a fenced-off
-worker changes nothing and gets ``False``. ``get`` and ``schema_version`` read consistently.
-The caller's ``now`` is the only clock used for the semantics.
+expired, failed, or in-progress-with-lapsed-lease item; DynamoDB evaluates it atomically per item,
+so among concurrent claimers exactly one wins. On ``ConditionalCheckFailedException`` the existing
+item comes back in the error (``ReturnValuesOnConditionCheckFailure=ALL_OLD``); where an emulator
+omits it, a strongly consistent ``GetItem`` reads it, and the claim is retried if the item was
+deleted in between. ``complete``/``fail``/``extend`` (``UpdateItem``) and ``release``
+(``DeleteItem``) are conditional on ``token`` and ``status = in_progress``, so a fenced-off worker
+changes nothing and gets ``False``. ``extend`` is one ``UpdateItem`` when the new lease ends before
+the record expires (the usual case), and a second one, which also moves ``expires_at`` and the TTL
+attribute, when it would not (update expressions have no ``max``). ``get`` and ``schema_version``
+read consistently. The caller's ``now`` is the only clock used for the semantics.
 
 **Expiry.** Whether a record has expired is decided only by ``expires_at`` against the caller's
 ``now``. The TTL attribute (``ceil(expires_at)``) additionally lets DynamoDB delete expired
@@ -471,6 +473,67 @@ class DynamoDBStore:
     def fail(self, key: str, token: str, error: str, now: float, *, ttl: float) -> bool:
         """Keep the record as failed with ``error`` if ``token`` holds the claim."""
         return self._finish_claim(RecordStatus.FAILED, key, token, error, now, ttl)
+
+    def extend(self, key: str, token: str, now: float, *, lease: float) -> bool:
+        """Renew the lease if ``token`` holds the claim (one ``UpdateItem``, two at most)."""
+        item_key = _item_key(key)
+        if _too_long(item_key):
+            return False  # claim refuses such keys, so nobody holds it
+        until = now + lease
+        held_values = {
+            ":token": {"S": token},
+            ":in_progress": {"S": RecordStatus.IN_PROGRESS.value},
+            ":until": _number(until),
+        }
+        client = self._get_client()
+        for _ in range(_CLAIM_ATTEMPTS):
+            try:
+                client.update_item(
+                    TableName=self._config.table,
+                    Key={_KEY: {"S": item_key}},
+                    UpdateExpression="SET #l = :until",
+                    ConditionExpression=f"{_HELD} AND #e >= :until",
+                    ExpressionAttributeNames={
+                        **_HELD_NAMES,
+                        "#l": "lease_expires_at",
+                        "#e": "expires_at",
+                    },
+                    ExpressionAttributeValues=held_values,
+                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                )
+                return True
+            except self._errors.ClientError as error:
+                if self._code(error) != "ConditionalCheckFailedException":
+                    raise
+                old = error.response.get("Item")
+                if old is None:  # an emulator without ALL_OLD: read it
+                    old = self._get_item(item_key)
+            if old is None or old["token"]["S"] != token or old["status"]["S"] != "in_progress":
+                return False
+            # Held, but the lease would outlive the record: move expires_at along with it.
+            try:
+                client.update_item(
+                    TableName=self._config.table,
+                    Key={_KEY: {"S": item_key}},
+                    UpdateExpression="SET #l = :until, #e = :until, #ttl = :epoch",
+                    ConditionExpression=f"{_HELD} AND #e < :until",
+                    ExpressionAttributeNames={
+                        **_HELD_NAMES,
+                        "#l": "lease_expires_at",
+                        "#e": "expires_at",
+                        "#ttl": self._config.ttl_attribute,
+                    },
+                    ExpressionAttributeValues={
+                        **held_values,
+                        ":epoch": {"N": str(math.ceil(until))},
+                    },
+                )
+                return True
+            except self._errors.ClientError as error:
+                if self._code(error) != "ConditionalCheckFailedException":
+                    raise
+                # expires_at or the holder changed in between: look again.
+        return False
 
     def release(self, key: str, token: str) -> bool:
         """Delete the record if ``token`` holds the claim."""

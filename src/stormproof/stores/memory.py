@@ -76,6 +76,23 @@ class MemoryStore:
             del self._records[key]
             return True
 
+    def extend(self, key: str, token: str, now: float, *, lease: float) -> bool:
+        """Renew the lease if ``token`` holds the claim."""
+        with self._lock:
+            record = self._holds(key, token)
+            if record is None:
+                return False
+            until = now + lease
+            self._records[key] = IdempotencyRecord(
+                key,
+                RecordStatus.IN_PROGRESS,
+                record.payload_hash,
+                token,
+                max(record.expires_at, until),
+                until,
+            )
+            return True
+
     def fail(self, key: str, token: str, error: str, now: float, *, ttl: float) -> bool:
         """Keep the record as failed if ``token`` holds the claim."""
         with self._lock:

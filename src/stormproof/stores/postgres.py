@@ -9,9 +9,25 @@ stormproof's own query parameters are removed; everything else (``sslmode``,
 * ``pool_timeout`` -- seconds to wait for a connection from the pool (default 30).
 
 The pool is opened on first use, so constructing a store touches no server. Each operation is
-one short transaction, committed before the method returns. ``claim`` is a single
-``INSERT ... ON CONFLICT DO UPDATE ... WHERE <claimable>`` statement, so concurrent claimers in
-any number of processes are serialised by PostgreSQL's row lock: exactly one of them wins.
+one short transaction, committed before the method returns. ``claim`` is a single statement: it
+reads the key's row, and only when there is none or it is claimable runs an
+``INSERT ... ON CONFLICT DO UPDATE ... WHERE <claimable>``, so concurrent claimers in any number
+of processes are serialised by PostgreSQL's row lock: exactly one of them wins. A duplicate that
+finds a live record therefore writes nothing and its commit waits for no WAL flush; in the rare
+case where the row changed between the statement's snapshot and its insert, a second ``SELECT``
+reads the winner. Statements are rendered once per store and prepared on the server on first
+use (``prepare=True``), so a call sends only its parameters.
+
+**Durability and throughput.** Every write commits with the server's ``synchronous_commit``
+(``on`` by default): the call returns after the WAL is flushed, so an acknowledged claim or
+result survives a crash of the database server. That flush bounds one thread to about one write
+per flush latency (an idempotent call is two writes); concurrent callers share flushes (group
+commit), so throughput grows with threads or processes up to ``pool_max`` connections.
+``?options=-c%20synchronous_commit%3Doff`` in the URL makes the store's commits return before the
+flush: about twice the single-thread rate, but a crash of the *server* (not of your process) can
+then lose the last few hundred milliseconds of acknowledged claims and results (never corrupt
+them; ``wal_writer_delay`` bounds the window at three times its value), after which a duplicate
+may run again. Leave it on unless that is acceptable.
 
 Schema: one table per ``table`` parameter, and a shared ``stormproof_schema`` table with one
 ``(name, version)`` row per records table. ``init`` takes a transaction-level advisory lock
@@ -156,6 +172,12 @@ def parse_url(url: str) -> PostgresURL:
 _Row = tuple[Any, ...]
 
 
+def _render(query: sql.Composed) -> bytes:
+    """The statement's text, once: a ``Composed`` query is re-rendered on every execute."""
+    # The identifiers are validated plain names, so their quoting needs no connection.
+    return query.as_bytes(None)
+
+
 def _record(row: _Row) -> IdempotencyRecord:
     key, status, payload_hash, token, expires_at, lease_expires_at, result = row
     return IdempotencyRecord(
@@ -199,31 +221,57 @@ class PostgresStore:
         self._select_version = sql.SQL("SELECT version FROM {} WHERE name = %s").format(schema)
         self._delete_version = sql.SQL("DELETE FROM {} WHERE name = %s").format(schema)
         self._drop_table = sql.SQL("DROP TABLE IF EXISTS {}").format(table)
-        # One statement: insert, or take over a claimable row; the row lock serialises claimers.
-        self._claim = sql.SQL(
-            "INSERT INTO {t} AS r ({columns})"
-            " VALUES (%(key)s, 'in_progress', %(hash)s, %(token)s, %(expires)s, %(lease)s, NULL)"
-            " ON CONFLICT (key) DO UPDATE SET"
-            " status = EXCLUDED.status, payload_hash = EXCLUDED.payload_hash,"
-            " token = EXCLUDED.token, expires_at = EXCLUDED.expires_at,"
-            " lease_expires_at = EXCLUDED.lease_expires_at, result = NULL"
-            " WHERE r.expires_at <= %(now)s OR r.status = 'failed'"
-            " OR (r.status = 'in_progress' AND r.lease_expires_at <= %(now)s)"
-            " RETURNING {columns}"
-        ).format(t=table, columns=columns)
+        # One statement: read the key's row, and insert or take over a claimable one (the row
+        # lock serialises claimers). Read-only when the key is held: the insert gets a row to
+        # insert only when there is no row or it is claimable. The first column says whether
+        # this call claimed; no row at all means the insert lost a race with a row the
+        # statement's snapshot could not see, and a fresh SELECT must read it.
+        claimable = "{r}.expires_at <= %(now)s OR {r}.status = 'failed' OR ({r}.status ="
+        claimable += " 'in_progress' AND {r}.lease_expires_at <= %(now)s)"
+        self._claim_or_read = _render(
+            sql.SQL(
+                "WITH held AS (SELECT {columns} FROM {t} WHERE key = %(key)s),"
+                " claimed AS (INSERT INTO {t} AS r ({columns})"
+                " SELECT %(key)s, 'in_progress', %(hash)s, %(token)s, %(expires)s, %(lease)s,"
+                " NULL::text WHERE NOT EXISTS (SELECT 1 FROM held WHERE NOT ("
+                + claimable.format(r="held")
+                + "))"
+                " ON CONFLICT (key) DO UPDATE SET"
+                " status = EXCLUDED.status, payload_hash = EXCLUDED.payload_hash,"
+                " token = EXCLUDED.token, expires_at = EXCLUDED.expires_at,"
+                " lease_expires_at = EXCLUDED.lease_expires_at, result = NULL"
+                " WHERE " + claimable.format(r="r") + " RETURNING {columns})"
+                " SELECT true, {columns} FROM claimed"
+                " UNION ALL SELECT false, {columns} FROM held"
+                " WHERE NOT EXISTS (SELECT 1 FROM claimed) AND NOT ("
+                + claimable.format(r="held")
+                + ")"
+            ).format(t=table, columns=columns)
+        )
         self._select = sql.SQL("SELECT {} FROM {} WHERE key = %s").format(columns, table)
-        self._finish = sql.SQL(
-            "UPDATE {} SET status = %s, expires_at = %s, lease_expires_at = %s, result = %s"
-            " WHERE key = %s AND token = %s AND status = 'in_progress'"
-        ).format(table)
+        self._select_bytes = _render(self._select)
+        self._finish = _render(
+            sql.SQL(
+                "UPDATE {} SET status = %s, expires_at = %s, lease_expires_at = %s, result = %s"
+                " WHERE key = %s AND token = %s AND status = 'in_progress'"
+            ).format(table)
+        )
+        self._extend = _render(
+            sql.SQL(
+                "UPDATE {} SET lease_expires_at = %s, expires_at = GREATEST(expires_at, %s)"
+                " WHERE key = %s AND token = %s AND status = 'in_progress'"
+            ).format(table)
+        )
         # SKIP LOCKED: a purge never waits for (or blocks) a claimer holding a row.
         self._purge = sql.SQL(
             "DELETE FROM {t} WHERE key IN (SELECT key FROM {t} WHERE expires_at <= %s"
             " LIMIT %s FOR UPDATE SKIP LOCKED)"
         ).format(t=table)
-        self._delete = sql.SQL(
-            "DELETE FROM {} WHERE key = %s AND token = %s AND status = 'in_progress'"
-        ).format(table)
+        self._delete = _render(
+            sql.SQL(
+                "DELETE FROM {} WHERE key = %s AND token = %s AND status = 'in_progress'"
+            ).format(table)
+        )
 
     @property
     def table(self) -> str:
@@ -298,23 +346,35 @@ class PostgresStore:
         ttl: float,
     ) -> Claim:
         """Take ``key`` if it is free, expired, failed or its lease ran out (one statement)."""
+        stored_key = _encode(key)
+        expires_at, lease_expires_at = now + ttl, now + lease
         params = {
-            "key": _encode(key),
+            "key": stored_key,
             "hash": _encode(payload_hash),
             "token": _encode(token),
-            "expires": now + ttl,
-            "lease": now + lease,
+            "expires": expires_at,
+            "lease": lease_expires_at,
             "now": now,
         }
         for _ in range(_CLAIM_ATTEMPTS):
             with self._statement() as cur:
-                cur.execute(self._claim, params)
+                cur.execute(self._claim_or_read, params, prepare=True)
                 row = cur.fetchone()
                 if row is not None:
-                    return Claim(True, _record(row))
-                # The key is held: read the holder. The row may be released in between, in
-                # which case the loop claims again.
-                cur.execute(self._select, (params["key"],))
+                    if row[0]:
+                        record = IdempotencyRecord(
+                            key,
+                            RecordStatus.IN_PROGRESS,
+                            payload_hash,
+                            token,
+                            expires_at,
+                            lease_expires_at,
+                        )
+                        return Claim(True, record)
+                    return Claim(False, _record(row[1:]))
+                # The insert lost to a row this statement could not see: read it. It may be
+                # released in between, in which case the loop claims again.
+                cur.execute(self._select_bytes, (stored_key,), prepare=True)
                 row = cur.fetchone()
                 if row is not None:
                     return Claim(False, _record(row))
@@ -327,7 +387,15 @@ class PostgresStore:
             cur.execute(
                 self._finish,
                 (status.value, now + ttl, now, _encode(result), _encode(key), _encode(token)),
+                prepare=True,
             )
+            return cur.rowcount == 1
+
+    def extend(self, key: str, token: str, now: float, *, lease: float) -> bool:
+        """Renew the lease if ``token`` holds the claim (one conditional update)."""
+        until = now + lease
+        with self._statement() as cur:
+            cur.execute(self._extend, (until, until, _encode(key), _encode(token)), prepare=True)
             return cur.rowcount == 1
 
     def complete(self, key: str, token: str, result: str, now: float, *, ttl: float) -> bool:
@@ -341,13 +409,13 @@ class PostgresStore:
     def release(self, key: str, token: str) -> bool:
         """Delete the record if ``token`` holds the claim."""
         with self._statement() as cur:
-            cur.execute(self._delete, (_encode(key), _encode(token)))
+            cur.execute(self._delete, (_encode(key), _encode(token)), prepare=True)
             return cur.rowcount == 1
 
     def get(self, key: str) -> IdempotencyRecord | None:
         """The record of ``key``, expired or not."""
         with self._statement() as cur:
-            cur.execute(self._select, (_encode(key),))
+            cur.execute(self._select_bytes, (_encode(key),), prepare=True)
             row = cur.fetchone()
             return None if row is None else _record(row)
 

@@ -20,10 +20,10 @@ Invalid values raise :class:`~stormproof.errors.ConfigError` naming the field (`
 Records live under ``rec:`` so that no idempotency key -- keys are arbitrary text -- can name the
 schema key. Times are stored as ``repr(float)`` text, which parses back to the same float.
 
-**Atomicity.** ``claim``, ``complete``, ``fail`` and ``release`` each run as one Lua script
-(``EVALSHA``), so the check and the change cannot interleave with another client's. The scripts
-compare the ``now`` passed by the caller with the stored times; Redis's own clock is never used
-for the semantics.
+**Atomicity.** ``claim``, ``complete``, ``fail``, ``release`` and ``extend`` each run as one Lua
+script (``EVALSHA``), so the check and the change cannot interleave with another client's. The
+scripts compare the ``now`` passed by the caller with the stored times; Redis's own clock is never
+used for the semantics.
 
 **Expiry.** Whether a record has expired is decided only by its stored ``expires_at`` against the
 caller's ``now``, exactly as in every other back end. In addition each record carries a Redis TTL
@@ -128,6 +128,27 @@ redis.call('DEL', KEYS[1])
 return 1
 """
 
+# KEYS[1] record; ARGV token, lease_expires_at, redis_ttl_ms (of a record expiring then).
+# Renews the holder's lease; moves expires_at (and the Redis TTL) to the lease's end when the
+# lease would otherwise outlive the record. Returns 1 or 0.
+_EXTEND = """
+local f = redis.call('HMGET', KEYS[1], 'token', 'status', 'expires_at')
+if f[1] ~= ARGV[1] or f[2] ~= 'in_progress' then
+  return 0
+end
+if tonumber(ARGV[2]) > tonumber(f[3]) then
+  redis.call('HSET', KEYS[1], 'lease_expires_at', ARGV[2], 'expires_at', ARGV[2])
+  if tonumber(ARGV[3]) > 0 then
+    redis.call('PEXPIRE', KEYS[1], ARGV[3])
+  else
+    redis.call('PERSIST', KEYS[1])
+  end
+else
+  redis.call('HSET', KEYS[1], 'lease_expires_at', ARGV[2])
+end
+return 1
+"""
+
 # KEYS[1] schema key; ARGV version. Records the version unless a newer one is there already.
 _INIT = """
 local current = tonumber(redis.call('GET', KEYS[1]))
@@ -214,6 +235,7 @@ class RedisStore:
         self._claim = client.register_script(_CLAIM)
         self._finish = client.register_script(_FINISH)
         self._release = client.register_script(_RELEASE)
+        self._extend = client.register_script(_EXTEND)
         self._init = client.register_script(_INIT)
 
     def _check_options(self) -> None:
@@ -315,6 +337,17 @@ class RedisStore:
     def release(self, key: str, token: str) -> bool:
         """Delete the record if ``token`` holds the claim."""
         done = self._release(keys=[self.record_key(key)], args=[token])
+        return int(cast("int", done)) == 1
+
+    def extend(self, key: str, token: str, now: float, *, lease: float) -> bool:
+        """Renew the lease if ``token`` holds the claim (one Lua script)."""
+        _number("now", now)
+        _number("lease", lease)
+        until = now + lease
+        done = self._extend(
+            keys=[self.record_key(key)],
+            args=[token, repr(until), self._redis_ttl_ms(until, now)],
+        )
         return int(cast("int", done)) == 1
 
     def fail(self, key: str, token: str, error: str, now: float, *, ttl: float) -> bool:

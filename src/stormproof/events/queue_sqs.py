@@ -44,6 +44,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Final
 from urllib.parse import unquote, urlsplit
 
+from stormproof._aws_url import check_endpoint_url, check_region, query_parameters
 from stormproof.errors import ConfigError
 from stormproof.events.queue import (
     QUEUE_SCHEMA_VERSION,
@@ -62,7 +63,6 @@ __all__ = ["SQSURL", "SQSQueue", "parse_sqs_url"]
 
 _PARAMS: Final = ("region", "endpoint_url")
 _NAME = re.compile(r"[A-Za-z0-9_\-]{1,80}")
-_REGION = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?")
 #: SQS's largest visibility timeout (12 hours) and batch size.
 _MAX_VISIBILITY: Final = 43_200
 _SQS_BATCH: Final = 10
@@ -97,27 +97,9 @@ def parse_sqs_url(url: str) -> SQSURL:
     prefix = unquote(parts.netloc)
     if prefix and not _NAME.fullmatch(prefix):
         raise ConfigError("prefix", "must be letters, digits, - and _ (at most 80)", prefix)
-    given: dict[str, str] = {}
-    for piece in parts.query.split("&") if parts.query else ():
-        raw_name, _, raw_value = piece.partition("=")
-        name, value = unquote(raw_name), unquote(raw_value)
-        if name not in _PARAMS:
-            raise ConfigError(
-                name or "url",
-                f"is not a parameter of the sqs queue; use {', '.join(_PARAMS)}",
-                value,
-            )
-        if name in given:
-            raise ConfigError(name, "is given more than once", url)
-        given[name] = value
-    region = given.get("region")
-    if region is not None and not _REGION.fullmatch(region):
-        raise ConfigError("region", "must be an AWS region name such as us-east-1", region)
-    endpoint = given.get("endpoint_url")
-    if endpoint is not None:
-        scheme = urlsplit(endpoint).scheme
-        if scheme not in ("http", "https") or not urlsplit(endpoint).hostname:
-            raise ConfigError("endpoint_url", "must be an http:// or https:// URL", endpoint)
+    given = query_parameters(url, parts.query, _PARAMS, "the sqs queue")
+    region = check_region(given.get("region"))
+    endpoint = check_endpoint_url(given.get("endpoint_url"))
     return SQSURL(prefix, region, endpoint)
 
 

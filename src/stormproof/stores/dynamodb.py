@@ -69,6 +69,7 @@ from decimal import Decimal
 from typing import Any, Final
 from urllib.parse import unquote, urlsplit
 
+from stormproof._aws_url import check_endpoint_url, check_region, query_parameters
 from stormproof._validate import int_at_least
 from stormproof.errors import ConfigError
 from stormproof.stores.base import SCHEMA_VERSION, Claim, IdempotencyRecord, RecordStatus
@@ -89,8 +90,6 @@ _ATTRIBUTES: Final = ("key", "status", "payload_hash", "token", "expires_at", "l
 _RESERVED_ATTRIBUTES: Final = (*_ATTRIBUTES, "result", "version")
 _PARAMS: Final = ("region", "endpoint_url", "ttl_attribute")
 _TABLE = re.compile(r"[A-Za-z0-9_.\-]{3,255}")
-# A host label, as botocore requires of region names (it builds endpoint host names from them).
-_REGION = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?")
 _ATTRIBUTE = re.compile(r"[A-Za-z0-9_.\-]{1,255}")
 #: How often ``claim`` retries when the item it lost to vanished before it could be read.
 _CLAIM_ATTEMPTS: Final = 8
@@ -145,34 +144,9 @@ def parse_url(url: str) -> DynamoDBURL:
         raise ConfigError(
             "table", "must be a DynamoDB table name (3 to 255 of A-Z a-z 0-9 _ . -)", table
         )
-    given: dict[str, str] = {}
-    for piece in parts.query.split("&") if parts.query else ():
-        raw_name, _, raw_value = piece.partition("=")
-        name, value = unquote(raw_name), unquote(raw_value)
-        if name not in _PARAMS:
-            raise ConfigError(
-                name or "url",
-                f"is not a parameter of the dynamodb store; use {', '.join(_PARAMS)}",
-                value,
-            )
-        if name in given:
-            raise ConfigError(name, "is given more than once", url)
-        given[name] = value
-
-    region = given.get("region")
-    if region is not None and not _REGION.fullmatch(region):
-        raise ConfigError("region", "must be an AWS region name such as us-east-1", region)
-    endpoint_url = given.get("endpoint_url")
-    if endpoint_url is not None:
-        try:
-            endpoint = urlsplit(endpoint_url)
-            endpoint.port  # noqa: B018 -- raises ValueError on a bad port
-        except ValueError as error:
-            raise ConfigError(
-                "endpoint_url", f"is not a valid URL: {error}", endpoint_url
-            ) from None
-        if endpoint.scheme not in ("http", "https") or not endpoint.hostname:
-            raise ConfigError("endpoint_url", "must be an http:// or https:// URL", endpoint_url)
+    given = query_parameters(url, parts.query, _PARAMS, "the dynamodb store")
+    region = check_region(given.get("region"))
+    endpoint_url = check_endpoint_url(given.get("endpoint_url"))
     ttl_attribute = given.get("ttl_attribute", DEFAULT_TTL_ATTRIBUTE)
     if not _ATTRIBUTE.fullmatch(ttl_attribute):
         raise ConfigError("ttl_attribute", "must be 1 to 255 of A-Z a-z 0-9 _ . -", ttl_attribute)

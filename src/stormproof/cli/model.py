@@ -9,7 +9,8 @@ problems, or ``lint`` found errors; 2 bad command-line options (unknown policy o
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Annotated, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -21,6 +22,7 @@ from stormproof.errors import ConfigError
 
 if TYPE_CHECKING:
     from stormproof.model.load import Loaded
+    from stormproof.model.spec import Topology
 
 model_app = typer.Typer(
     help="Model your own system: check, lint and simulate a topology file.",
@@ -29,6 +31,7 @@ model_app = typer.Typer(
 app.add_typer(model_app, name="model")
 
 _FILE_HELP = "Topology file (.yaml, .yml or .toml)."
+_SET_HELP = "A policy-set file (.yaml, .yml or .toml) to compare as well (repeatable)."
 
 
 def _read(path: str) -> Loaded:
@@ -37,18 +40,49 @@ def _read(path: str) -> Loaded:
     try:
         return read_file(path)
     except TopologyError as error:
-        err = Console(stderr=True, highlight=False, soft_wrap=True)
-        for problem in error.problems:
-            err.print(escape(str(problem)))
-        err.print(f"{len(error.problems)} problem(s) in {escape(path)}")
-        raise typer.Exit(1) from None
+        _problems(error.problems, path)
+
+
+def _problems(problems: list[Any], where: str) -> NoReturn:
+    """Print ``problems`` one per line, then exit with status 1."""
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    for problem in problems:
+        err.print(escape(str(problem)))
+    err.print(f"{len(problems)} problem(s) in {escape(where)}")
+    raise typer.Exit(1) from None
+
+
+def _with_sets(topology: Topology, paths: list[str]) -> tuple[Topology, dict[str, str]]:
+    """``topology`` with the sets of ``paths`` added (checked), and set name -> file."""
+    from stormproof.model.load import TopologyError
+    from stormproof.model.policy_file import apply_policy_sets, read_policy_set_file
+
+    loaded = []
+    problems = []
+    for path in paths:
+        try:
+            loaded.append(read_policy_set_file(path))
+        except TopologyError as error:
+            problems += error.problems
+    try:
+        if not problems:
+            sources = {item.policy_set.name: item.filename for item in loaded}
+            return apply_policy_sets(topology, loaded), sources
+    except TopologyError as error:
+        problems += error.problems
+    _problems(problems, ", ".join(paths))
 
 
 @model_app.command("check")
-def check(path: Annotated[str, typer.Argument(metavar="FILE", help=_FILE_HELP)]) -> None:
-    """Validate a topology file against the schema and the graph rules."""
+def check(
+    path: Annotated[str, typer.Argument(metavar="FILE", help=_FILE_HELP)],
+    policy_set: Annotated[
+        list[str] | None, typer.Option("--policy-set", metavar="FILE", help=_SET_HELP)
+    ] = None,
+) -> None:
+    """Validate a topology file (and policy-set files) against the schemas and graph rules."""
     loaded = _read(path)
-    topology = loaded.topology
+    topology, _ = _with_sets(loaded.topology, policy_set or [])
     typer.echo(
         f"{path}: ok ({len(topology.services)} services, {len(topology.edges)} edges, "
         f"{len(topology.entries)} entries, {len(topology.fleets)} fleets, "
@@ -123,27 +157,45 @@ def run(
         int | None, typer.Option(min=1, help="Worker processes (default: CPU count).")
     ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    policy_set: Annotated[
+        list[str] | None, typer.Option("--policy-set", metavar="FILE", help=_SET_HELP)
+    ] = None,
+    report: Annotated[
+        Path | None,
+        typer.Option(metavar="FILE.html", help="Write a self-contained HTML report to this file."),
+    ] = None,
 ) -> None:
-    """Simulate the topology over seeds for each policy set, on common random numbers."""
+    """Simulate the topology over seeds for each policy set, on common random numbers.
+
+    The policies are as_written, the file's own policy sets and those of --policy-set files,
+    all on the same seeds; --policy picks some of them.
+    """
     from stormproof.model.simulate import TopologyScenario
     from stormproof.sim import SimulationLimitExceeded
     from stormproof.sim.experiment import run_experiment
 
     loaded = _read(path)
+    topology, sources = _with_sets(loaded.topology, policy_set or [])
     err = Console(stderr=True)
     try:
-        scenario = TopologyScenario(loaded.topology, trigger)
+        scenario = TopologyScenario(topology, trigger)
         chosen = list(policy) if policy else list(scenario.policy_names)
         for name in chosen:
             scenario.check_policy(name)
         seed_list = list(range(seed, seed + seeds))
-        result = run_experiment(scenario, {}, chosen, seed_list, workers=workers)
+        result = run_experiment(
+            scenario, {}, chosen, seed_list, workers=workers, series=report is not None
+        )
     except ConfigError as error:
         err.print("[red]error:[/red]", escape(str(error)))
         raise typer.Exit(2) from None
     except SimulationLimitExceeded as error:
         err.print("[red]error:[/red]", escape(f"{error}; try a shorter horizon or less load"))
         raise typer.Exit(3) from None
+    if report is not None:
+        from stormproof.model.report import topology_report
+
+        report.write_text(topology_report(scenario, result, sources), encoding="utf-8")
     document = result.to_json()
     document["scenario"] = loaded.topology.name
     document["triggers"] = [t.name for t in scenario.topology.triggers]
@@ -170,6 +222,8 @@ def run(
     if not console.is_terminal:
         console = Console(width=140)
     console.print(table)
+    if report is not None:
+        console.print(f"report written to {escape(str(report))}")
 
 
 def _cell(value: float | None) -> str:

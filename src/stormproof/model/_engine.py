@@ -3,8 +3,9 @@
 A **service** takes a request through, in order: an outage check (a ``hang`` outage swallows
 it, an ``error`` outage answers at once), its admission policy, its per-zone bulkhead, then its
 worker pool and queue. A request holds its worker for the whole of its life at the service --
-its local work, then its calls to each dependency in turn -- so a slow dependency ties up the
-caller's workers, the thread starvation of the 2011 control plane. Local work runs to
+its local work, then its calls to each dependency in turn (or, for a ``parallel`` service, to
+all of them at once: a fan-out that fails at the first failed call) -- so a slow dependency ties
+up the caller's workers, the thread starvation of the 2011 control plane. Local work runs to
 completion whatever the caller does, as :class:`~stormproof.sim.parts.server.Server` does; a
 dependency call that gives up makes the request answer with an error.
 
@@ -48,14 +49,15 @@ _TIMEOUT = TimeoutError("attempt timed out at the client")
 
 
 class _Job:
-    __slots__ = ("args", "reply", "step", "work", "zone")
+    __slots__ = ("args", "pending", "reply", "step", "work", "zone")
 
     def __init__(self, zone: str | None, reply: Reply, args: tuple[Any, ...]) -> None:
         self.zone = zone
         self.reply = reply
         self.args = args
         self.work = 0.0
-        self.step = 0
+        self.step = 0  # sequential calls: index of the next edge to call
+        self.pending = 0  # parallel calls: replies still awaited; -1 once the job has finished
 
 
 Window = tuple[float, float, Any]
@@ -75,7 +77,8 @@ class Service:
 
     Counters (prefix ``service.<name>.``): ``arrivals``, ``hung``, ``shed``, ``rejected``,
     ``completed``, ``errors``, ``busy_time``; the clients calling it add ``useful_work``,
-    ``wasted_work`` and ``goodput``.
+    ``wasted_work`` and ``goodput``. The gauge ``queue`` keeps, per bucket, the longest queue
+    seen when a request joined, was turned away from or left the queue.
     """
 
     def __init__(self, sim: Simulation, spec: ServiceSpec, metrics: BucketCounters) -> None:
@@ -148,12 +151,14 @@ class Service:
             self._start(job)
             return
         limit = self.spec.queue_limit
-        if limit is not None and len(self.queue) >= limit:
+        queue = self.queue
+        self.metrics.peak(self.prefix + "queue", now, len(queue))
+        if limit is not None and len(queue) >= limit:
             self.metrics.add(self.prefix + "rejected", now)
             self._release_permit(job, now)
             job.reply(False, 0.0, *job.args)
             return
-        self.queue.append(job)
+        queue.append(job)
 
     def _start(self, job: _Job) -> None:
         sim = self.sim
@@ -172,7 +177,33 @@ class Service:
     def _local_done(self, job: _Job) -> None:
         self.local -= 1
         self.metrics.add(self.prefix + "busy_time", self.sim.now(), job.work)
-        self._next_call(job)
+        if self.spec.calls == "parallel":
+            self._fan_out(job)
+        else:
+            self._next_call(job)
+
+    def _fan_out(self, job: _Job) -> None:
+        clients = [c for c in self.calls if c.for_zone is None or c.for_zone == job.zone]
+        if not clients:
+            self._finish(job, True)
+            return
+        job.pending = len(clients)
+        for client in clients:
+            if job.pending < 0:
+                break  # a call failed at once (an open breaker): the rest are not made
+            client.call(self._branch_done, job)
+
+    def _branch_done(self, ok: bool, job: _Job) -> None:
+        if job.pending < 0:
+            return  # the job already failed; a late reply of another branch
+        if not ok:
+            job.pending = -1
+            self._finish(job, False)
+            return
+        job.pending -= 1
+        if job.pending == 0:
+            job.pending = -1
+            self._finish(job, True)
 
     def _next_call(self, job: _Job) -> None:
         calls = self.calls
@@ -208,9 +239,11 @@ class Service:
         queue = self.queue
         if not queue:
             return
-        workers = self.workers_now(self.sim.now())
+        now = self.sim.now()
+        workers = self.workers_now(now)
         while queue and (workers is None or self.busy < workers):
             self._start(queue.popleft())
+        self.metrics.peak(self.prefix + "queue", now, len(queue))
 
 
 class _Call:

@@ -19,6 +19,7 @@ from stormproof.model.spec import (
     EdgeSpec,
     LoadSpike,
     Partition,
+    PolicySet,
     ServiceSpec,
     Topology,
 )
@@ -28,6 +29,7 @@ __all__ = [
     "Problem",
     "callers",
     "check",
+    "check_policy_set",
     "format_path",
     "served_zones",
     "topological_order",
@@ -265,20 +267,39 @@ def check(topology: Topology) -> list[Problem]:
     if stuck is not None and stuck.late_start >= topology.horizon:
         problems.append(Problem(("stuck", "late_start"), "must be < horizon"))
     set_names: set[str] = set()
-    entry_names = {e.name for e in topology.entries} | {f.name for f in topology.fleets}
     for policy_set in topology.policy_sets:
         path = ("policy_sets", policy_set.name)
         if policy_set.name in set_names or policy_set.name == "as_written":
             problems.append(Problem(path, "duplicate policy set name ('as_written' is taken)"))
         set_names.add(policy_set.name)
-        for key, _ in policy_set.edges:
-            if key not in seen_edges:
-                problems.append(Problem((*path, "edges", key), f"unknown edge {key!r}"))
-        for name, _ in policy_set.entries:
-            if name not in entry_names:
-                problems.append(Problem((*path, "entries", name), f"unknown entry {name!r}"))
-        for name, _ in policy_set.services:
-            service_ok((*path, "services", name), name)
+        problems += [
+            Problem((*path, *p.path), p.rule) for p in check_policy_set(topology, policy_set)
+        ]
+    return problems
+
+
+def check_policy_set(topology: Topology, policy_set: PolicySet) -> list[Problem]:
+    """Names in ``policy_set`` that ``topology`` does not have; paths relative to the set."""
+    problems: list[Problem] = []
+    edges = [edge.key for edge in topology.edges]
+    entries = [entry.name for entry in topology.entries]
+    fleets = [fleet.name for fleet in topology.fleets]
+    services = [service.name for service in topology.services]
+
+    def known(group: str, name: str, valid: list[str], what: str) -> None:
+        if name not in valid:
+            listed = ", ".join(valid) or "none"
+            problems.append(Problem((group, name), f"unknown {what} {name!r}; {group}: {listed}"))
+
+    for key, _ in policy_set.edges:
+        known("edges", key, edges, "edge")
+    for name, _ in policy_set.entries:
+        # Inline sets have always named fleets under entries too.
+        known("entries", name, entries + fleets, "entry")
+    for name, _ in policy_set.fleets:
+        known("fleets", name, fleets, "fleet")
+    for name, _ in policy_set.services:
+        known("services", name, services, "service")
     return problems
 
 

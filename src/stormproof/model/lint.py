@@ -216,18 +216,24 @@ def callee_time(topology: Topology, name: str) -> float:
     """The longest ``name`` can take to answer one request at no load, its retries included.
 
     Local work, then every dependency call in turn taking its client's worst case (every
-    attempt times out, longest backoffs, bounded by ``total_timeout``): the service's own
-    clients bound how long it waits, so nothing deeper needs visiting.
+    attempt times out, longest backoffs, bounded by ``total_timeout``) -- or, for a
+    ``parallel`` service, the slowest of them: the service's own clients bound how long it
+    waits, so nothing deeper needs visiting.
     """
     service = topology.service(name)
     edges = outgoing(topology, name)
-    always = sum(e.client.worst_case_time() for e in edges if e.for_zone is None)
+    # Sequential calls add up; a parallel fan-out waits for the slowest of its calls.
+    parallel = service.calls == "parallel"
+    always = [e.client.worst_case_time() for e in edges if e.for_zone is None]
     # Zone-routed calls exclude each other: a request makes those of one zone only.
-    by_zone: dict[str, float] = {}
+    by_zone: dict[str, list[float]] = {}
     for edge in edges:
         if edge.for_zone is not None:
-            by_zone[edge.for_zone] = by_zone.get(edge.for_zone, 0.0) + edge.client.worst_case_time()
-    return _local_time(service) + always + max(by_zone.values(), default=0.0)
+            by_zone.setdefault(edge.for_zone, []).append(edge.client.worst_case_time())
+    zoned = max((max(times) if parallel else sum(times) for times in by_zone.values()), default=0.0)
+    if parallel:
+        return _local_time(service) + max([*always, zoned], default=0.0)
+    return _local_time(service) + sum(always) + zoned
 
 
 def rule_timeout_misalignment(topology: Topology) -> list[Finding]:
@@ -390,6 +396,22 @@ def rule_fleet_exceeds_capacity(topology: Topology) -> list[Finding]:
             continue
         offered = sum(f.rate for f in fleets)
         capacity = service.capacity()
+        # Lapsed members call every retry_wait (plus the call): after an outage, all at once.
+        lapsed = sum(f.size / f.lease.retry_wait if f.lease else f.rate for f in fleets)
+        if offered <= capacity < lapsed:
+            leased = ", ".join(f.name for f in fleets if f.lease is not None)
+            findings.append(
+                Finding(
+                    "fleet-exceeds-capacity",
+                    "warning",
+                    service.name,
+                    ("fleets", fleets[0].name, "lease"),
+                    f"if the leases of {leased} lapse, its members call up to {lapsed:.4g}/s "
+                    f"(size / retry_wait) but {service.name} can serve at most {capacity:.4g}/s",
+                    (_ADMISSION, _BUDGETS),
+                    {"offered_per_s": lapsed, "capacity_per_s": capacity},
+                )
+            )
         if offered > capacity:
             names = ", ".join(f.name for f in fleets)
             findings.append(

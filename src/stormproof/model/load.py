@@ -42,6 +42,7 @@ from stormproof.model.spec import (
     GrpcThrottleSpec,
     LatencyInjection,
     LatencySpec,
+    LeaseSpec,
     LoadShape,
     LoadSpike,
     Outage,
@@ -168,7 +169,7 @@ def _parse_toml(text: str) -> tuple[Any, list[_Parsed]]:
 # -- schema ---------------------------------------------------------------------------------------
 
 
-def _schema_problems(data: Any) -> list[Problem]:
+def _schema_problems(data: Any, schema: Mapping[str, Any] = SCHEMA) -> list[Problem]:
     try:
         from jsonschema import (  # type: ignore[import-untyped,unused-ignore]
             Draft202012Validator,
@@ -178,7 +179,7 @@ def _schema_problems(data: Any) -> list[Problem]:
             "validating topology files needs jsonschema: pip install 'stormproof[model]'"
         ) from None
 
-    validator = Draft202012Validator(SCHEMA)
+    validator = Draft202012Validator(schema)
     problems: list[Problem] = []
     for error in validator.iter_errors(data):
         path: Path = tuple(error.absolute_path)
@@ -305,6 +306,39 @@ def _protections(b: _Builder, path: Path, data: Mapping[str, Any], options: dict
         options["bulkhead"] = b.make((*path, "bulkhead"), lambda: BulkheadSpec(**data["bulkhead"]))
 
 
+def _policy_set(
+    b: _Builder, path: Path, name: str, changes: Mapping[str, Any], description: str = ""
+) -> PolicySet:
+    """Build one schema-valid policy set (inline in a topology or a file of its own)."""
+
+    def clients(group: str) -> tuple[tuple[str, ClientSpec], ...]:
+        return tuple(
+            (key, _client(b, (*path, group, key), client))
+            for key, client in changes.get(group, {}).items()
+        )
+
+    patches = []
+    for key, patch in changes.get("services", {}).items():
+        fields: dict[str, Any] = {"queue_limit": patch.get("queue_limit")}
+        remove = list(patch.get("remove", ()))
+        # An explicit null reads as in a service: no queue limit, so it removes the limit.
+        if "queue_limit" in patch and patch["queue_limit"] is None and "queue_limit" not in remove:
+            remove.append("queue_limit")
+        _protections(b, (*path, "services", key), patch, fields)
+        built = b.make(
+            (*path, "services", key), partial(ServicePatch, remove=tuple(remove), **fields)
+        )
+        patches.append((key, built if built is not None else ServicePatch()))
+    return PolicySet(
+        name,
+        edges=clients("edges"),
+        entries=clients("entries"),
+        services=tuple(patches),
+        fleets=clients("fleets"),
+        description=description,
+    )
+
+
 def _service(b: _Builder, name: str, data: Mapping[str, Any]) -> ServiceSpec | None:
     path: Path = ("services", name)
     time = b.make((*path, "service_time"), lambda: ServiceTime(**data["service_time"]))
@@ -312,6 +346,7 @@ def _service(b: _Builder, name: str, data: Mapping[str, Any]) -> ServiceSpec | N
         "workers": data.get("workers"),
         "queue_limit": data.get("queue_limit"),
         "zones": tuple(data.get("zones", ())),
+        "calls": data.get("calls", "sequential"),
     }
     _protections(b, path, data, options)
     if "automation" in data:
@@ -382,6 +417,9 @@ def build(data: Mapping[str, Any]) -> tuple[Topology | None, list[Problem]]:
         path = ("fleets", name)
         client = _client(b, (*path, "client"), fleet.get("client"))
         latency = _latency(b, (*path, "latency"), fleet.get("latency"))
+        lease = None
+        if "lease" in fleet:
+            lease = b.make((*path, "lease"), partial(LeaseSpec, **fleet["lease"]))
         fleets.append(
             b.make(
                 path,
@@ -394,6 +432,7 @@ def build(data: Mapping[str, Any]) -> tuple[Topology | None, list[Problem]]:
                     client,
                     latency,
                     fleet.get("zone"),
+                    lease,
                 ),
             )
         )
@@ -403,23 +442,10 @@ def build(data: Mapping[str, Any]) -> tuple[Topology | None, list[Problem]]:
         triggers.append(
             b.make(("triggers", name), partial(_TRIGGERS[trigger["kind"]], name, **window))
         )
-    policy_sets = []
-    for name, changes in data.get("policy_sets", {}).items():
-        path = ("policy_sets", name)
-        edge_changes = tuple(
-            (key, _client(b, (*path, "edges", key), client))
-            for key, client in changes.get("edges", {}).items()
-        )
-        entry_changes = tuple(
-            (key, _client(b, (*path, "entries", key), client))
-            for key, client in changes.get("entries", {}).items()
-        )
-        patches = []
-        for key, patch in changes.get("services", {}).items():
-            fields: dict[str, Any] = {"queue_limit": patch.get("queue_limit")}
-            _protections(b, (*path, "services", key), patch, fields)
-            patches.append((key, ServicePatch(**fields)))
-        policy_sets.append(PolicySet(name, edge_changes, entry_changes, tuple(patches)))
+    policy_sets = [
+        _policy_set(b, ("policy_sets", name), name, changes)
+        for name, changes in data.get("policy_sets", {}).items()
+    ]
     stuck = None
     if "stuck" in data:
         stuck = b.make(("stuck",), lambda: StuckRule(**data["stuck"]))
@@ -484,6 +510,18 @@ def load_text(text: str, *, filename: str = "<text>", format: str = "yaml") -> T
 
 def read_text(text: str, *, filename: str = "<text>", format: str = "yaml") -> Loaded:
     """Like :func:`load_text`, keeping the file name and line numbers for later messages."""
+    data, lines = _parse(text, filename, format)
+    problems = _schema_problems(data)
+    topology = None
+    if not problems:
+        topology, problems = build(data)
+    _raise_located(problems, filename, lines)
+    assert topology is not None
+    return Loaded(topology, filename, lines)
+
+
+def _parse(text: str, filename: str, format: str) -> tuple[Any, dict[Path, int]]:
+    """Parse ``text``; raise TopologyError for a file that is not YAML/TOML or is empty."""
     if format not in ("yaml", "toml"):
         raise ConfigError("format", 'must be "yaml" or "toml"', format)
     lines: dict[Path, int] = {}
@@ -496,17 +534,16 @@ def read_text(text: str, *, filename: str = "<text>", format: str = "yaml") -> L
         located.append(Located(filename, 1, "(file)", "is empty"))
     if located:
         raise TopologyError(located)
-    problems = _schema_problems(data)
-    topology = None
-    if not problems:
-        topology, problems = build(data)
+    return data, lines
+
+
+def _raise_located(problems: list[Problem], filename: str, lines: Mapping[Path, int]) -> None:
+    """Raise TopologyError with ``problems`` in line order, if there are any."""
     if problems:
         ordered = sorted(problems, key=lambda p: (_line(lines, p.path) or 0, p.field))
         raise TopologyError(
             [Located(filename, _line(lines, p.path), p.field, p.rule) for p in ordered]
         )
-    assert topology is not None
-    return Loaded(topology, filename, lines)
 
 
 def load_file(path: str | FilePath) -> Topology:
@@ -516,6 +553,12 @@ def load_file(path: str | FilePath) -> Topology:
 
 def read_file(path: str | FilePath) -> Loaded:
     """Like :func:`load_file`, keeping the file name and line numbers for later messages."""
+    text, filename, format = _source(path)
+    return read_text(text, filename=filename, format=format)
+
+
+def _source(path: str | FilePath) -> tuple[str, str, str]:
+    """The text, file name and format of the file at ``path``, or TopologyError."""
     file = FilePath(path)
     suffix = file.suffix.lower()
     if suffix not in (".yaml", ".yml", ".toml"):
@@ -528,4 +571,4 @@ def read_file(path: str | FilePath) -> Loaded:
         raise TopologyError(
             [Located(str(file), None, "(file)", f"cannot be read: {error.strerror}")]
         ) from None
-    return read_text(text, filename=str(file), format="toml" if suffix == ".toml" else "yaml")
+    return text, str(file), "toml" if suffix == ".toml" else "yaml"

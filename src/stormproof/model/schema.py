@@ -12,7 +12,15 @@ import json
 from pathlib import Path
 from typing import Any
 
-__all__ = ["EDGE_PATTERN", "NAME_PATTERN", "SCHEMA", "schema_text", "write_schema"]
+__all__ = [
+    "EDGE_PATTERN",
+    "NAME_PATTERN",
+    "POLICY_SET_SCHEMA",
+    "SCHEMA",
+    "policy_set_schema_text",
+    "schema_text",
+    "write_schema",
+]
 
 Json = dict[str, Any]
 
@@ -41,6 +49,14 @@ def _object(properties: Json, required: tuple[str, ...] = (), description: str =
     if description:
         schema["description"] = description
     return schema
+
+
+def _named(schema: Json, names: Json = _NAME) -> Json:
+    return {
+        "type": "object",
+        "propertyNames": names,
+        "additionalProperties": schema,
+    }
 
 
 def _tagged(tag: str, variants: dict[str, tuple[Json, tuple[str, ...]]], description: str) -> Json:
@@ -148,6 +164,10 @@ SERVICE = _object(
             ("base",),
         ),
         "zones": {"type": "array", "items": _NAME},
+        "calls": {
+            "enum": ["sequential", "parallel"],
+            "description": "Call the dependencies one after another, or all at once (fan-out).",
+        },
         "admission": _tagged(
             "kind",
             {
@@ -219,6 +239,35 @@ LOAD = _tagged(
 
 _OUTSIDE = {"target": _NAME, "client": CLIENT, "latency": LATENCY, "zone": _NAME}
 
+LEASE = _object(
+    {"ttl": _POSITIVE, "retry_wait": _POSITIVE},
+    ("ttl",),
+    "Each member holds a lease that a successful call keeps valid for ttl seconds.",
+)
+
+_PROTECTION_NAMES = ["queue_limit", "admission", "bulkhead"]
+
+_SERVICE_PATCH = _object(
+    {
+        **{key: SERVICE["properties"][key] for key in _PROTECTION_NAMES},
+        "remove": {
+            "type": "array",
+            "items": {"enum": _PROTECTION_NAMES},
+            "uniqueItems": True,
+            "description": "Protections of the service this set takes away.",
+        },
+    },
+    description="Set (replace) or remove a service's protections; queue_limit: null removes it.",
+)
+
+#: What a policy set may change; a client block replaces the caller's whole client.
+_POLICY_SET_FIELDS: Json = {
+    "edges": _named(CLIENT, _EDGE),
+    "entries": _named(CLIENT),
+    "fleets": _named(CLIENT),
+    "services": _named(_SERVICE_PATCH),
+}
+
 _WINDOW = {"target": _NAME_OR_EDGE, "start": _NON_NEGATIVE, "duration": _POSITIVE}
 _WINDOW_REQUIRED = ("target", "start", "duration")
 
@@ -233,14 +282,6 @@ TRIGGER = _tagged(
     },
     "Something that happens to the system during a window.",
 )
-
-
-def _named(schema: Json, names: Json = _NAME) -> Json:
-    return {
-        "type": "object",
-        "propertyNames": names,
-        "additionalProperties": schema,
-    }
 
 
 SCHEMA: Json = {
@@ -275,29 +316,34 @@ SCHEMA: Json = {
             "entries": _named(_object({**_OUTSIDE, "load": LOAD}, ("target", "load"))),
             "fleets": _named(
                 _object(
-                    {**_OUTSIDE, "size": _COUNT, "period": _POSITIVE},
+                    {**_OUTSIDE, "size": _COUNT, "period": _POSITIVE, "lease": LEASE},
                     ("target", "size", "period"),
                 )
             ),
             "triggers": _named(TRIGGER),
-            "policy_sets": _named(
-                _object(
-                    {
-                        "edges": _named(CLIENT, _EDGE),
-                        "entries": _named(CLIENT),
-                        "services": _named(
-                            _object(
-                                {
-                                    key: SERVICE["properties"][key]
-                                    for key in ("queue_limit", "admission", "bulkhead")
-                                }
-                            )
-                        ),
-                    }
-                )
-            ),
+            "policy_sets": _named(_object(_POLICY_SET_FIELDS)),
         },
         ("name", "services"),
+    ),
+}
+
+#: A policy set in a file of its own (``stormproof model run --policy-set FILE``).
+POLICY_SET_SCHEMA: Json = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "$id": "https://stormproof.dev/schemas/policy-set.schema.json",
+    "title": "stormproof policy set",
+    "description": "An alternative set of client policies and service protections for a topology.",
+    **_object(
+        {
+            "name": _NAME,
+            "description": {"type": "string"},
+            "topology": {
+                **_NAME,
+                "description": "The topology this set is for; checked when given.",
+            },
+            **_POLICY_SET_FIELDS,
+        },
+        ("name",),
     ),
 }
 
@@ -307,6 +353,16 @@ def schema_text() -> str:
     return json.dumps(SCHEMA, indent=2) + "\n"
 
 
-def write_schema(path: str | Path) -> None:
-    """Write the schema to ``path`` (the docs copy is kept in sync by a test)."""
+def policy_set_schema_text() -> str:
+    """The policy-set file schema as the JSON text published in the docs."""
+    return json.dumps(POLICY_SET_SCHEMA, indent=2) + "\n"
+
+
+def write_schema(path: str | Path, policy_set_path: str | Path | None = None) -> None:
+    """Write the schema to ``path`` and, if given, the policy-set schema to ``policy_set_path``.
+
+    The docs copies are kept in sync by a test.
+    """
     Path(path).write_text(schema_text(), encoding="utf-8")
+    if policy_set_path is not None:
+        Path(policy_set_path).write_text(policy_set_schema_text(), encoding="utf-8")

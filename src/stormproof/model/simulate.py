@@ -21,9 +21,11 @@ from dataclasses import replace
 
 from stormproof.errors import ConfigError
 from stormproof.model._engine import Client, Service
+from stormproof.model._lease import LeaseFleet
 from stormproof.model.graph import outgoing
 from stormproof.model.load_shape import load_steps, mean_rate
 from stormproof.model.spec import (
+    PROTECTIONS,
     CapacityLoss,
     ConstantLoad,
     LatencyInjection,
@@ -54,6 +56,7 @@ def with_policy_set(topology: Topology, name: str) -> Topology:
         if policy_set.name == name:
             edges = dict(policy_set.edges)
             entries = dict(policy_set.entries)
+            fleets = {**entries, **dict(policy_set.fleets)}
             patches = dict(policy_set.services)
             return replace(
                 topology,
@@ -69,7 +72,7 @@ def with_policy_set(topology: Topology, name: str) -> Topology:
                     for e in topology.entries
                 ),
                 fleets=tuple(
-                    replace(f, client=entries[f.name]) if f.name in entries else f
+                    replace(f, client=fleets[f.name]) if f.name in fleets else f
                     for f in topology.fleets
                 ),
             )
@@ -79,10 +82,10 @@ def with_policy_set(topology: Topology, name: str) -> Topology:
 
 def _patched(service: ServiceSpec, patch: ServicePatch) -> ServiceSpec:
     changes = {
-        name: getattr(patch, name)
-        for name in ("queue_limit", "admission", "bulkhead")
-        if getattr(patch, name) is not None
+        name: getattr(patch, name) for name in PROTECTIONS if getattr(patch, name) is not None
     }
+    # Removing one leaves the field at None: unbounded queue, no admission, no bulkhead.
+    changes.update(dict.fromkeys(patch.remove))
     return replace(service, **changes)
 
 
@@ -196,6 +199,7 @@ class TopologyScenario(Scenario):
             ]
         _apply_service_triggers(topology, services)
         outside: list[tuple[str, Client, list[tuple[float, float]]]] = []
+        outside_judged: list[tuple[str, Client, list[tuple[float, float]]]] = []
         for entry in topology.entries:
             spikes = [
                 t for t in topology.triggers if isinstance(t, LoadSpike) and t.target == entry.name
@@ -213,6 +217,7 @@ class TopologyScenario(Scenario):
                 partitions=partitions.get(entry.target, []),
             )
             outside.append((name, client, steps))
+        leases: dict[str, LeaseFleet] = {}
         for fleet in topology.fleets:
             name = f"fleet.{fleet.name}"
             client = Client(
@@ -225,11 +230,19 @@ class TopologyScenario(Scenario):
                 zone=fleet.zone,
                 partitions=partitions.get(fleet.target, []),
             )
-            outside.append((name, client, load_steps(ConstantLoad(fleet.rate), horizon)))
+            steps = load_steps(ConstantLoad(fleet.rate), horizon)
+            if fleet.lease is not None:
+                leases[name] = LeaseFleet(sim, name, client, fleet, horizon)
+                leases[name].start()
+                # Judged against its renewal rate, but driven by its members, not by arrivals.
+                outside_judged.append((name, client, steps))
+            else:
+                outside.append((name, client, steps))
         for name, client, steps in outside:
             _Outside(sim, name, client, steps, horizon).start()
+        outside += outside_judged
         sim.run(until=horizon)
-        return self._result(topology, policy, seed, sim, metrics, services, outside, series)
+        return self._result(topology, policy, seed, sim, metrics, services, outside, leases, series)
 
     def _result(
         self,
@@ -240,6 +253,7 @@ class TopologyScenario(Scenario):
         metrics: BucketCounters,
         services: Mapping[str, Service],
         outside: list[tuple[str, Client, list[tuple[float, float]]]],
+        leases: Mapping[str, LeaseFleet],
         series: bool,
     ) -> RunResult:
         horizon = topology.horizon
@@ -295,14 +309,28 @@ class TopologyScenario(Scenario):
                 s_wasted / (s_useful + s_wasted) if s_useful + s_wasted else 0.0
             )
             result[p + "peak_busy"] = float(service.peak_busy)
+            result[p + "peak_queue"] = max(metrics.series(p + "queue"), default=0.0)
+        leased: dict[str, list[float]] = {}
+        for name, fleet in leases.items():
+            leased[name] = fleet.leased_series(buckets)
+            size = float(fleet.size)
+            result[f"{name}.leased_fraction_end"] = fleet.leased_at(horizon) / size
+            result[f"{name}.min_leased_fraction"] = min(leased[name], default=size) / size
+            result[f"{name}.reacquired"] = float(fleet.acquired)
+            result[f"{name}.time_to_recover_s"] = _recovery_time(
+                leased[name], [size] * buckets, trigger_end, 0.99
+            )
         kept: dict[str, list[float]] = {}
         if series:
             kept["successes"] = successes
             kept["offered"] = offered
             for service in services.values():
-                kept[service.prefix + "arrivals"] = metrics.series(
-                    service.prefix + "arrivals", buckets
-                )
+                for counter in ("arrivals", "goodput", "queue"):
+                    kept[service.prefix + counter] = metrics.series(
+                        service.prefix + counter, buckets
+                    )
+            for name, values in leased.items():
+                kept[f"{name}.leased"] = values
         return RunResult(
             scenario=topology.name,
             policy=policy,

@@ -41,6 +41,7 @@ from stormproof.policies.retry import RetryPolicy
 from stormproof.policies.velocity import VelocityLimiter
 
 __all__ = [
+    "PROTECTIONS",
     "AutomationSpec",
     "AwsQuotaSpec",
     "BudgetSpec",
@@ -55,6 +56,7 @@ __all__ = [
     "GrpcThrottleSpec",
     "LatencyInjection",
     "LatencySpec",
+    "LeaseSpec",
     "LoadShape",
     "LoadSpike",
     "Outage",
@@ -418,9 +420,11 @@ class AutomationSpec:
 class ServiceSpec:
     """A service: a pool of ``workers`` (``None``: unbounded) and a queue of ``queue_limit``.
 
-    A worker is held for the whole request: its local work, then its calls to dependencies in
-    the order the edges are listed. ``zones`` names where the service runs; ``admission`` sheds
-    before queueing; ``bulkhead`` limits concurrent requests per calling zone.
+    A worker is held for the whole request: its local work, then its calls to dependencies --
+    one after another in the order the edges are listed (``calls="sequential"``), or all at once
+    (``calls="parallel"``, a fan-out that fails as soon as one call fails and succeeds when all
+    have). ``zones`` names where the service runs; ``admission`` sheds before queueing;
+    ``bulkhead`` limits concurrent requests per calling zone.
     """
 
     name: str
@@ -431,9 +435,12 @@ class ServiceSpec:
     admission: QueueLimit | QueueRateSpec | None = None
     bulkhead: BulkheadSpec | None = None
     automation: AutomationSpec | None = None
+    calls: Literal["sequential", "parallel"] = "sequential"
 
     def __post_init__(self) -> None:
         _name("name", self.name)
+        if self.calls not in ("sequential", "parallel"):
+            raise ConfigError("calls", 'must be "sequential" or "parallel"', self.calls)
         if not isinstance(self.service_time, ServiceTime):
             raise ConfigError("service_time", "must be a ServiceTime", self.service_time)
         if self.workers is not None:
@@ -528,11 +535,31 @@ class EntrySpec:
 
 
 @dataclass(frozen=True, slots=True)
+class LeaseSpec:
+    """Leases a fleet's members hold: each renewal that succeeds keeps one valid ``ttl`` s.
+
+    A member whose lease is valid calls every ``period`` s (a failed renewal waits for the next
+    one); once it has lapsed, the member tries to get a lease back ``retry_wait`` s after each
+    failed call, so lapsed members call more often than leased ones -- the re-acquisition
+    pressure of the 2025 DWFM collapse.
+    """
+
+    ttl: float
+    retry_wait: float = 1.0
+
+    def __post_init__(self) -> None:
+        finite_above("ttl", self.ttl, 0.0)
+        # A zero wait after an immediate error reply would loop without time passing.
+        finite_above("retry_wait", self.retry_wait, 0.0)
+
+
+@dataclass(frozen=True, slots=True)
 class FleetSpec:
     """``size`` hosts, each renewing a lease (or answering a health check) every ``period`` s.
 
-    The fleet offers ``size / period`` calls per second to ``target``; simulated as an entry
-    point with that constant rate.
+    The fleet offers ``size / period`` calls per second to ``target``. Without ``lease`` it is
+    simulated as an entry point with that constant rate; with a :class:`LeaseSpec` each member
+    is simulated on its own, holding a lease that lapses when renewals fail.
     """
 
     name: str
@@ -542,12 +569,15 @@ class FleetSpec:
     client: ClientSpec = field(default_factory=ClientSpec)
     latency: LatencySpec = field(default_factory=LatencySpec)
     zone: str | None = None
+    lease: LeaseSpec | None = None
 
     def __post_init__(self) -> None:
         _name("name", self.name)
         _name("target", self.target)
         int_at_least("size", self.size, 1)
         finite_above("period", self.period, 0.0)
+        if self.lease is not None and not isinstance(self.lease, LeaseSpec):
+            raise ConfigError("lease", "must be a LeaseSpec", self.lease)
 
     @property
     def rate(self) -> float:
@@ -658,31 +688,71 @@ class StuckRule:
             raise ConfigError("goodput_fraction", "must be within (0, 1]", self.goodput_fraction)
 
 
+#: The service protections a policy set can set or remove.
+PROTECTIONS = ("queue_limit", "admission", "bulkhead")
+
+
 @dataclass(frozen=True, slots=True)
 class ServicePatch:
-    """Protections a policy set adds to a service; ``None`` keeps the service's own setting."""
+    """How a policy set changes a service's protections.
+
+    A field that is not ``None`` replaces the service's own setting (or adds it); a name in
+    ``remove`` (one of ``queue_limit``, ``admission``, ``bulkhead``) takes the service's
+    setting away, leaving the queue unbounded or the service without admission or bulkhead.
+    Everything else stays as the topology writes it.
+    """
 
     queue_limit: int | None = None
     admission: QueueLimit | QueueRateSpec | None = None
     bulkhead: BulkheadSpec | None = None
+    remove: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.queue_limit is not None:
             int_at_least("queue_limit", self.queue_limit, 0)
+        for name in self.remove:
+            if name not in PROTECTIONS:
+                raise ConfigError("remove", f"must name one of {', '.join(PROTECTIONS)}", name)
+            if getattr(self, name) is not None:
+                raise ConfigError("remove", f"{name} is both set and removed", name)
+        if len(set(self.remove)) != len(self.remove):
+            raise ConfigError("remove", "names a protection twice", self.remove)
 
 
 @dataclass(frozen=True, slots=True)
 class PolicySet:
     """A named alternative to the policies as written.
 
-    It replaces the client of the edges it names (by ``source->target``) and of the entries and
-    fleets it names, and patches the services it names.
+    It replaces the whole client of the edges it names (by ``source->target``) and of the
+    entries and fleets it names -- so a breaker, budget or hedge the replacement does not list
+    is gone -- and patches the services it names (:class:`ServicePatch`: set or remove a
+    protection). ``fleets`` is the same as ``entries`` for fleets; ``entries`` also accepts
+    fleet names, as it always has.
     """
 
     name: str
     edges: tuple[tuple[str, ClientSpec], ...] = ()
     entries: tuple[tuple[str, ClientSpec], ...] = ()
     services: tuple[tuple[str, ServicePatch], ...] = ()
+    fleets: tuple[tuple[str, ClientSpec], ...] = ()
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        _name("name", self.name)
+
+    def summary(self) -> str:
+        """One line naming what the set changes (for tables and reports)."""
+        parts = []
+        if self.edges:
+            parts.append("clients of " + ", ".join(key for key, _ in self.edges))
+        callers = [name for name, _ in (*self.entries, *self.fleets)]
+        if callers:
+            parts.append("clients of " + ", ".join(callers))
+        for name, patch in self.services:
+            changed = [f for f in PROTECTIONS if getattr(patch, f) is not None]
+            words = [*(f"sets {f}" for f in changed), *(f"removes {f}" for f in patch.remove)]
+            parts.append(f"{name}: {', '.join(words) or 'no change'}")
+        return "; ".join(parts) or "changes nothing"
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,45 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import pytest
 from http_faults import FaultServer, Reply
+from http_policy import policy
 
 from stormproof import ManualClock, RetryPolicy
 from stormproof.integrations._http import AttemptTimedOut
 from stormproof.integrations.aiohttp import (
     CircuitOpenError,
-    HttpPolicy,
     StormproofMiddleware,
     stormproof_session,
 )
-from stormproof.policies.backoff import Constant, Exponential, Jitter
+from stormproof.policies.backoff import Constant
 from stormproof.policies.breaker import BreakerConfig
 from stormproof.run.pipeline import PipelineEvent
 
 pytestmark = pytest.mark.asyncio
-
-EXACT = RetryPolicy(max_attempts=3, backoff=Exponential(base=1.0, jitter=Jitter.NONE))
-QUIET = BreakerConfig(window_size=100, minimum_calls=100)
-
-
-def policy(**changes: Any) -> HttpPolicy:
-    return HttpPolicy(retry=EXACT, breaker=QUIET, attempt_timeout=0.25).replace(**changes)
-
-
-@pytest.fixture
-def server() -> Iterator[FaultServer]:
-    running = FaultServer()
-    yield running
-    running.close()
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
 
 
 def session(clock: ManualClock, **changes: Any) -> aiohttp.ClientSession:

@@ -8,40 +8,19 @@ from typing import Any
 import httpx
 import pytest
 from http_faults import FaultServer, Reply
+from http_policy import policy
 
 from stormproof import ManualClock, RetryPolicy
 from stormproof.errors import ConfigError
 from stormproof.integrations.httpx import (
     AsyncStormproofTransport,
     CircuitOpenError,
-    HttpPolicy,
     StormproofTransport,
 )
-from stormproof.policies.backoff import Constant, Exponential, Jitter
+from stormproof.policies.backoff import Constant
 from stormproof.policies.breaker import BreakerConfig
 from stormproof.run.pipeline import PipelineEvent
 from stormproof.testing import instant_sleeps
-
-# Exponential backoff without jitter, so that delays are exact: 1 s, 2 s, 4 s ...
-EXACT = RetryPolicy(max_attempts=3, backoff=Exponential(base=1.0, jitter=Jitter.NONE))
-# A breaker that no test trips unless it means to.
-QUIET = BreakerConfig(window_size=100, minimum_calls=100)
-
-
-def policy(**changes: Any) -> HttpPolicy:
-    return HttpPolicy(retry=EXACT, breaker=QUIET, attempt_timeout=0.25).replace(**changes)
-
-
-@pytest.fixture
-def server() -> Iterator[FaultServer]:
-    running = FaultServer()
-    yield running
-    running.close()
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
 
 
 def client(server: FaultServer, clock: ManualClock, **changes: Any) -> httpx.Client:

@@ -2,43 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import requests
 from http_faults import FaultServer, Reply
+from http_policy import policy
 from urllib3.util import Timeout
 
 from stormproof import ManualClock, RetryPolicy
 from stormproof.integrations.requests import (
     CircuitOpenError,
-    HttpPolicy,
     StormproofAdapter,
     _timeout,
 )
-from stormproof.policies.backoff import Constant, Exponential, Jitter
+from stormproof.policies.backoff import Constant
 from stormproof.policies.breaker import BreakerConfig
 from stormproof.run.pipeline import PipelineEvent
-
-EXACT = RetryPolicy(max_attempts=3, backoff=Exponential(base=1.0, jitter=Jitter.NONE))
-QUIET = BreakerConfig(window_size=100, minimum_calls=100)
-
-
-def policy(**changes: Any) -> HttpPolicy:
-    return HttpPolicy(retry=EXACT, breaker=QUIET, attempt_timeout=0.25).replace(**changes)
-
-
-@pytest.fixture
-def server() -> Iterator[FaultServer]:
-    running = FaultServer()
-    yield running
-    running.close()
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
 
 
 def session(clock: ManualClock, **changes: Any) -> requests.Session:

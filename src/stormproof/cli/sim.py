@@ -29,7 +29,8 @@ def list_scenarios() -> None:
     Console().print(table)
 
 
-def _parse_sets(values: list[str]) -> dict[str, str]:
+def parse_sets(values: list[str]) -> dict[str, str]:
+    """``--set key=value`` options as a dict (a BadParameter names the malformed one)."""
     overrides: dict[str, str] = {}
     for item in values:
         key, sep, value = item.partition("=")
@@ -37,6 +38,9 @@ def _parse_sets(values: list[str]) -> dict[str, str]:
             raise typer.BadParameter(f"expected key=value, got {item!r}", param_hint="--set")
         overrides[key.strip()] = value.strip()
     return overrides
+
+
+_parse_sets = parse_sets  # the name it had before it was public
 
 
 @app.command("run")
@@ -74,7 +78,7 @@ def run_scenario(
     err = Console(stderr=True)
     try:
         scenario = scenarios.get(scenario_name)
-        params = scenario.resolve(_parse_sets(set_ or []))
+        params = scenario.resolve(parse_sets(set_ or []))
         chosen = list(policy) if policy else list(scenario.policies)
         for name in chosen:
             scenario.check_policy(name)

@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from stormproof.cli._app import app
-from stormproof.cli.sim import _parse_sets
+from stormproof.cli.sim import parse_sets
 from stormproof.errors import ConfigError
 
 _GRID_HELP = (
@@ -73,7 +73,7 @@ def sweep(
         scenario = scenarios.get(scenario_name)
         axes = [parse_axis(item) for item in grid or []]
         plan = plan_sweep(
-            scenario, axes, policy, list(range(seed, seed + seeds)), _parse_sets(set_ or [])
+            scenario, axes, policy, list(range(seed, seed + seeds)), parse_sets(set_ or [])
         )
         runner = get_backend(backend, workers=workers, address=address)
     except ConfigError as error:

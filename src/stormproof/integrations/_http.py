@@ -28,7 +28,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from stormproof._validate import int_at_least
 from stormproof.clock import SleepingClock, WallClock
@@ -45,11 +45,14 @@ __all__ = [
     "RETRYABLE_STATUSES",
     "AsyncExchange",
     "AttemptTimedOut",
+    "ClosingExchange",
     "HostBreakers",
     "HttpCall",
     "HttpEngine",
     "HttpPolicy",
     "RetryableStatus",
+    "StatusCodeReader",
+    "StatusCodeResponse",
     "SyncExchange",
     "TransportFailure",
     "origin",
@@ -705,6 +708,65 @@ class AsyncExchange(Protocol[R_contra]):
         ...
 
 
+class StatusCodeResponse(Protocol):
+    """A response as httpx and requests both shape it."""
+
+    @property
+    def status_code(self) -> int:
+        """The status code."""
+        ...
+
+    @property
+    def headers(self) -> Any:
+        """A case-insensitive mapping of header names to values."""
+        ...
+
+    def close(self) -> None:
+        """Release the connection without reading the rest of the body."""
+        ...
+
+
+S = TypeVar("S", bound=StatusCodeResponse)
+
+
+class StatusCodeReader(Generic[S]):
+    """``status`` and ``header`` of an exchange over :class:`StatusCodeResponse` objects."""
+
+    __slots__ = ()
+
+    def status(self, response: S) -> int:
+        """The response's status code."""
+        return response.status_code
+
+    def header(self, response: S, name: str) -> str | None:
+        """A response header, or ``None``."""
+        value: str | None = response.headers.get(name)
+        return value
+
+
+class ClosingExchange(StatusCodeReader[S]):
+    """The :class:`SyncExchange` part httpx and requests share: a retried response is closed.
+
+    A subclass adds ``classify`` and ``refused`` (the library's errors).
+    """
+
+    __slots__ = ()
+
+    def discard(self, response: S) -> None:
+        """Close the response."""
+        response.close()
+
+
+def _retry_after(
+    call: HttpCall, io: SyncExchange[R] | AsyncExchange[R], response: R
+) -> RetryAfter | None:
+    """The wait before the next attempt if ``call`` retries ``response``, else ``None``."""
+    decision = call.on_response(
+        io.status(response), io.header(response, "Retry-After"), io.header(response, "Date")
+    )
+    return decision if isinstance(decision, RetryAfter) else None
+
+
 def _begin(call: HttpCall, io: SyncExchange[Any] | AsyncExchange[Any]) -> float | None:
     try:
         return call.begin()
@@ -733,13 +795,11 @@ def send_sync(call: HttpCall, attempt: Callable[[float | None], R], io: SyncExch
         except BaseException:
             call.cancelled()
             raise
-        decision = call.on_response(
-            io.status(response), io.header(response, "Retry-After"), io.header(response, "Date")
-        )
-        if not isinstance(decision, RetryAfter):
+        wait = _retry_after(call, io, response)
+        if wait is None:
             return response
         io.discard(response)
-        engine.sleep(decision.delay)
+        engine.sleep(wait.delay)
 
 
 async def send_async(
@@ -781,13 +841,11 @@ async def send_async(
         except BaseException:
             call.cancelled()
             raise
-        decision = call.on_response(
-            io.status(response), io.header(response, "Retry-After"), io.header(response, "Date")
-        )
-        if not isinstance(decision, RetryAfter):
+        wait = _retry_after(call, io, response)
+        if wait is None:
             return response
         await io.discard(response)
-        await engine.async_sleep(decision.delay)
+        await engine.async_sleep(wait.delay)
 
 
 class AttemptTimedOut(DeadlineExceeded):

@@ -25,9 +25,11 @@ from typing import Any
 from stormproof.clock import SleepingClock
 from stormproof.errors import ConfigError
 from stormproof.integrations._http import (
+    ClosingExchange,
     HttpCall,
     HttpEngine,
     HttpPolicy,
+    StatusCodeReader,
     TransportFailure,
     origin,
     send_async,
@@ -93,23 +95,13 @@ def _classify(error: BaseException) -> TransportFailure | None:
     return None
 
 
-class _Exchange:
+class _Exchange(ClosingExchange[httpx.Response]):
     """How the shared drivers see httpx responses and errors (sync)."""
 
     __slots__ = ("request",)
 
     def __init__(self, request: httpx.Request) -> None:
         self.request = request
-
-    def status(self, response: httpx.Response) -> int:
-        return response.status_code
-
-    def header(self, response: httpx.Response, name: str) -> str | None:
-        value: str | None = response.headers.get(name)
-        return value
-
-    def discard(self, response: httpx.Response) -> None:
-        response.close()
 
     def classify(self, error: BaseException) -> TransportFailure | None:
         return _classify(error)
@@ -118,20 +110,13 @@ class _Exchange:
         return CircuitOpenError(key, error.state, error.retry_after, self.request)
 
 
-class _AsyncExchange:
+class _AsyncExchange(StatusCodeReader[httpx.Response]):
     """How the shared drivers see httpx responses and errors (async)."""
 
     __slots__ = ("sync",)
 
     def __init__(self, request: httpx.Request) -> None:
         self.sync = _Exchange(request)
-
-    def status(self, response: httpx.Response) -> int:
-        return response.status_code
-
-    def header(self, response: httpx.Response, name: str) -> str | None:
-        value: str | None = response.headers.get(name)
-        return value
 
     async def discard(self, response: httpx.Response) -> None:
         await response.aclose()

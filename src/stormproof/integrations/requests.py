@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 
 from stormproof.clock import SleepingClock
 from stormproof.integrations._http import (
+    ClosingExchange,
     HttpEngine,
     HttpPolicy,
     TransportFailure,
@@ -109,23 +110,13 @@ def _classify(error: BaseException) -> TransportFailure | None:
     return None
 
 
-class _Exchange:
+class _Exchange(ClosingExchange[requests.Response]):
     """How the shared driver sees requests' responses and errors."""
 
     __slots__ = ("request",)
 
     def __init__(self, request: requests.PreparedRequest) -> None:
         self.request = request
-
-    def status(self, response: requests.Response) -> int:
-        return response.status_code
-
-    def header(self, response: requests.Response, name: str) -> str | None:
-        value: str | None = response.headers.get(name)
-        return value
-
-    def discard(self, response: requests.Response) -> None:
-        response.close()
 
     def classify(self, error: BaseException) -> TransportFailure | None:
         return _classify(error)

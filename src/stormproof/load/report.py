@@ -14,19 +14,18 @@ from pathlib import Path
 from typing import Any
 
 from stormproof.load.session import LoadRun
+from stormproof.report.html import STYLE
 from stormproof.report.svg import PALETTE, line_chart
 
 __all__ = ["html_report", "json_text", "write_json", "write_report"]
 
-_STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 60rem; color: #222; }
-h1 { font-size: 1.5rem; } h2 { font-size: 1.15rem; margin-top: 2rem; }
-table { border-collapse: collapse; margin: .5rem 0; font-size: .9rem; }
-th, td { border: 1px solid #ccc; padding: .25rem .5rem; text-align: left; vertical-align: top; }
-th { background: #f4f4f4; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
-td.bad { background: #f2d7d5; } .note { color: #555; font-size: .9rem; }
+# The other reports' style sheet, plus failed-burst cells and chart spacing.
+_STYLE = (
+    STYLE
+    + """td.bad { background: #f2d7d5; }
 figure { margin: 1rem 0; }
 """
+)
 
 # line_chart's fixed geometry (left margin, right margin, width): the burst strip matches it.
 _LEFT, _RIGHT, _WIDTH = 56, 150, 640

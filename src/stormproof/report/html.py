@@ -9,9 +9,10 @@ from stormproof.report.svg import interval_chart, line_chart
 from stormproof.sim.experiment import ExperimentResult
 from stormproof.sim.scenario import Scenario
 
-__all__ = ["experiment_report", "series_charts"]
+__all__ = ["STYLE", "experiment_report", "fmt", "series_charts"]
 
-_STYLE = """
+#: The style sheet every stormproof HTML report embeds.
+STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 60rem; color: #222; }
 h1 { font-size: 1.5rem; } h2 { font-size: 1.15rem; margin-top: 2rem; }
 table { border-collapse: collapse; margin: .5rem 0; font-size: .9rem; }
@@ -19,6 +20,7 @@ th, td { border: 1px solid #ccc; padding: .25rem .5rem; text-align: left; vertic
 th { background: #f4f4f4; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .note { color: #555; font-size: .9rem; }
 """
+_STYLE = STYLE  # the name it had before it was public
 
 
 def _mean_series(result: ExperimentResult, policy: str, name: str) -> list[float]:
@@ -32,10 +34,14 @@ def _mean_series(result: ExperimentResult, policy: str, name: str) -> list[float
     ]
 
 
-def _fmt(value: float | None) -> str:
+def fmt(value: float | None) -> str:
+    """A number for a report table: three significant digits, "n/a" for ``None`` and NaN."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
     return f"{value:,.3g}" if abs(value) < 1000 else f"{value:,.0f}"
+
+
+_fmt = fmt  # the name it had before it was public
 
 
 def series_charts(scenario: Scenario, result: ExperimentResult) -> dict[str, str]:
@@ -71,7 +77,7 @@ def experiment_report(scenario: Scenario, result: ExperimentResult) -> str:
     policies = list(result.policies)
     parts = [
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
-        f"<title>stormproof: {escape(scenario.name)}</title><style>{_STYLE}</style></head><body>",
+        f"<title>stormproof: {escape(scenario.name)}</title><style>{STYLE}</style></head><body>",
         f"<h1>{escape(scenario.name)}</h1><p>{escape(scenario.description)}</p>",
         f"<p class='note'>{len(result.seeds)} seed(s) per policy, the same seeds for every "
         "policy (common random numbers). Stuck means: "
@@ -90,7 +96,7 @@ def experiment_report(scenario: Scenario, result: ExperimentResult) -> str:
     parts.append("</tr>")
     for metric in sorted({m for s in summaries for m in s.metrics}):
         parts.append(f"<tr><td>{escape(metric)}</td>")
-        parts += [f"<td class='num'>{_fmt(s.metrics.get(metric))}</td>" for s in summaries]
+        parts += [f"<td class='num'>{fmt(s.metrics.get(metric))}</td>" for s in summaries]
         parts.append("</tr>")
     parts.append("</table>")
     parts.append(

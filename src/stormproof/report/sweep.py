@@ -12,7 +12,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from html import escape
 
-from stormproof.report.html import _STYLE, _fmt
+from stormproof.report.html import STYLE, fmt
 from stormproof.sim.scenario import Scenario
 from stormproof.sim.sweep import RECOVERY_METRIC, Axis, BoundaryLine, SweepResult
 
@@ -213,6 +213,34 @@ class _Panels:
                     y_marks.append((column, _index_position(self.y.values, crossing.value)))
         return x_marks, y_marks
 
+    def maps(
+        self,
+        panels: Sequence[Mapping[str, float]],
+        title: str,
+        by_point: Sequence[float | None],
+        *,
+        colour: Callable[[float], str],
+        label: Callable[[float], str],
+        boundary: Sequence[BoundaryLine] = (),
+    ) -> list[str]:
+        """One heat map of ``by_point`` per panel, with the crossings of ``boundary`` marked."""
+        maps = []
+        for fixed in panels:
+            x_marks, y_marks = self.marks(boundary, fixed)
+            maps.append(
+                heat_map(
+                    _panel_title(title, fixed),
+                    self.x,
+                    self.y,
+                    self.grid(fixed, by_point),
+                    colour=colour,
+                    label=label,
+                    x_marks=x_marks,
+                    y_marks=y_marks,
+                )
+            )
+        return maps
+
 
 def _panel_title(title: str, fixed: Mapping[str, float]) -> str:
     return f"{title} ({_point_text(fixed)})" if fixed else title
@@ -227,7 +255,7 @@ def sweep_report(scenario: Scenario, result: SweepResult) -> str:
     swept = {axis.name for axis in result.axes}
     parts = [
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
-        f"<title>stormproof sweep: {escape(scenario.name)}</title><style>{_STYLE}</style>",
+        f"<title>stormproof sweep: {escape(scenario.name)}</title><style>{STYLE}</style>",
         "</head><body>",
         f"<h1>Sweep: {escape(scenario.name)}</h1><p>{escape(scenario.description)}</p>",
         f"<p class='note'>{len(result.points)} grid point(s) &times; {len(result.policies)} "
@@ -248,21 +276,14 @@ def sweep_report(scenario: Scenario, result: SweepResult) -> str:
     )
     boundaries = {policy: result.boundary(policy) for policy in result.policies}
     for policy in result.policies:
-        cells = result.cells[policy]
-        for fixed in shown:
-            x_marks, y_marks = layout.marks(boundaries[policy], fixed)
-            parts.append(
-                heat_map(
-                    _panel_title(f"{policy}: P(stuck)", fixed),
-                    layout.x,
-                    layout.y,
-                    layout.grid(fixed, [c.stuck_probability for c in cells]),
-                    colour=probability_colour,
-                    label=lambda v: f"{v:.0%}",
-                    x_marks=x_marks,
-                    y_marks=y_marks,
-                )
-            )
+        parts += layout.maps(
+            shown,
+            f"{policy}: P(stuck)",
+            [c.stuck_probability for c in result.cells[policy]],
+            colour=probability_colour,
+            label=lambda v: f"{v:.0%}",
+            boundary=boundaries[policy],
+        )
     parts.append("<h2>Tipping boundary (50 %)</h2><table>")
     parts.append("<tr><th>policy</th><th>along</th><th>with</th><th>crosses 50 % at</th>")
     parts.append("<th>P(stuck) on the line</th></tr>")
@@ -289,17 +310,13 @@ def sweep_report(scenario: Scenario, result: SweepResult) -> str:
         for policy in result.policies:
             cells = result.cells[policy]
             means = [c.recovery_mean_s for c in cells if c.recovery_mean_s is not None]
-            for fixed in shown:
-                parts.append(
-                    heat_map(
-                        _panel_title(f"{policy}: mean time to recover (s)", fixed),
-                        layout.x,
-                        layout.y,
-                        layout.grid(fixed, [c.recovery_mean_s for c in cells]),
-                        colour=_ramp(max(means, default=1.0)),
-                        label=lambda v: f"{v:.3g}",
-                    )
-                )
+            parts += layout.maps(
+                shown,
+                f"{policy}: mean time to recover (s)",
+                [c.recovery_mean_s for c in cells],
+                colour=_ramp(max(means, default=1.0)),
+                label=lambda v: f"{v:.3g}",
+            )
     if len(result.policies) > 1:
         parts.append(f"<h2>Difference from {escape(baseline)}</h2>")
         parts.append(
@@ -307,18 +324,13 @@ def sweep_report(scenario: Scenario, result: SweepResult) -> str:
             "Blue: fewer stuck runs than the baseline; vermillion: more.</p>"
         )
         for policy in result.policies[1:]:
-            diffs = result.difference(policy, baseline)
-            for fixed in shown:
-                parts.append(
-                    heat_map(
-                        _panel_title(f"{policy} minus {baseline}", fixed),
-                        layout.x,
-                        layout.y,
-                        layout.grid(fixed, [d.difference for d in diffs]),
-                        colour=difference_colour,
-                        label=lambda v: f"{v:+.0%}",
-                    )
-                )
+            parts += layout.maps(
+                shown,
+                f"{policy} minus {baseline}",
+                [d.difference for d in result.difference(policy, baseline)],
+                colour=difference_colour,
+                label=lambda v: f"{v:+.0%}",
+            )
     parts += _cell_table(result)
     parts.append("<h2>Parameters and where they come from</h2><table>")
     parts.append("<tr><th>parameter</th><th>value</th><th>meaning</th><th>source</th></tr>")
@@ -348,7 +360,7 @@ def _cell_table(result: SweepResult) -> list[str]:
         for policy in result.policies:
             cell = result.cells[policy][index]
             recovery = " / ".join(
-                _fmt(v) for v in (cell.recovery_mean_s, cell.recovery_p50_s, cell.recovery_p90_s)
+                fmt(v) for v in (cell.recovery_mean_s, cell.recovery_p50_s, cell.recovery_p90_s)
             )
             parts.append(
                 f"<tr><td>{escape(_point_text(point))}</td><td>{escape(policy)}</td>"

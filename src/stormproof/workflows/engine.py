@@ -401,16 +401,7 @@ class Engine:
     ) -> None:
         """Commit the SUCCEEDED ending (with ``events`` before ``ExecutionSucceeded``)."""
         done = (*events, ("ExecutionSucceeded", {"output": json.loads(output)}))
-        session.commit(
-            Update(
-                events=done,
-                status=ExecutionStatus.SUCCEEDED,
-                output=output,
-                clear_timer=True,
-                release=True,
-            )
-        )
-        self._wake_parent(session.execution)
+        self._end(session, Update(events=done, status=ExecutionStatus.SUCCEEDED, output=output))
 
     def fail(
         self,
@@ -426,17 +417,20 @@ class Engine:
         final = (*events, ("ExecutionFailed", {"error": error, "cause": cause}))
         if execution.parent is None:
             self._dead_letter(execution, error, cause, final)
-        session.commit(
+        self._end(
+            session,
             Update(
                 events=final,
                 status=ExecutionStatus.FAILED,
                 error=error,
                 cause=cause,
                 checkpoint=checkpoint,
-                clear_timer=True,
-                release=True,
-            )
+            ),
         )
+
+    def _end(self, session: Session, ending: Update) -> None:
+        # Every ending clears the timer and gives up the lease, then lets a waiting parent on.
+        session.commit(replace(ending, clear_timer=True, release=True))
         self._wake_parent(session.execution)
 
     def _dead_letter(

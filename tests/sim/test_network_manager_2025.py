@@ -52,8 +52,9 @@ def test_no_fix_backlog_grows_by_itself(result: ExperimentResult) -> None:
     assert result.policies["no_fix"].stuck_runs == len(SEEDS)
     for run in result.policies["no_fix"].results:
         assert math.isnan(run.metrics["time_to_recover_s"])
-        # The backlog is still there at 1:50 PM and bigger than what was handed over.
-        assert run.metrics["final_backlog"] > 240_000
+        # The backlog is still there at 1:50 PM: more than half of what was handed over
+        # (it shrank a little after the hand-over, then grew again from 11:23 AM).
+        assert run.metrics["final_backlog"] > result.params["backlog_items"] / 2
         # Latency rises within the first hour or so after 5:28 AM (report: 6:21 AM).
         assert DWFM_RECOVERED_S < run.metrics["latency_up_at_s"] < LATENCY_UP_S + 1800
 
@@ -68,6 +69,10 @@ def test_as_happened_recovers_around_10_36_am(result: ExperimentResult) -> None:
         assert run.metrics["latency_up_at_s"] < run.metrics["latency_normal_at_s"] or math.isnan(
             run.metrics["latency_normal_at_s"]
         )
+        if not math.isnan(run.metrics["latency_normal_at_s"]):
+            # The cap came after the hand-over: nothing waited upstream to flood in when it
+            # was lifted, and everything was propagated by 1:50 PM.
+            assert run.metrics["final_backlog"] == 0
 
 
 @pytest.mark.parametrize("policy", ["queue_admission", "priority_launches", "all_fixes"])

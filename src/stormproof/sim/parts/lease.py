@@ -68,9 +68,9 @@ from stormproof.sim.parts.workqueue import (
     WASTED,
     BatchQueue,
     WorkBatch,
-    poisson,
     stochastic_round,
 )
+from stormproof.sim.stats import poisson_draw
 
 __all__ = ["API", "LEASE", "RENEWAL", "DwfmConfig", "DwfmFleet", "DwfmHost", "HostControls"]
 
@@ -471,13 +471,16 @@ class DwfmHost:
             self.peak_length = self.queue.length
         if now >= self.down_until and self.queue.length:
             budget = self._credit + config.host_rate * config.step / self.slowdown()
-            self._credit = self.queue.serve(
+            leftover = self.queue.serve(
                 now,
                 budget,
                 self._done,
                 drop_expired=self.controls.drop_expired,
                 lifo=self.controls.lifo,
             )
+            # Only a part-done item carries over: a step that emptied the queue had capacity
+            # nobody used, and unused capacity is not stored for a later surge.
+            self._credit = leftover if self.queue.length else 0.0
         else:
             self._credit = 0.0
         if self.leased and self.checks_failing(now):
@@ -652,7 +655,7 @@ class DwfmFleet:
 
     def _launches(self, now: float, fraction: float) -> None:
         metrics = self.metrics
-        arrivals = poisson(self._launch_rng, self.launch_rate * self.config.step)
+        arrivals = poisson_draw(self._launch_rng, self.launch_rate * self.config.step)
         placement = self._placement_rng
         throttle = self.launch_throttle
         hosts = self.hosts

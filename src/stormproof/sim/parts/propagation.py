@@ -40,7 +40,8 @@ from stormproof.policies.admission import PriorityShedder, QueueAdmission
 from stormproof.policies.ratelimit import TokenBucket
 from stormproof.sim.kernel import Simulation
 from stormproof.sim.metrics import BucketCounters
-from stormproof.sim.parts.workqueue import BatchQueue, WorkBatch, poisson
+from stormproof.sim.parts.workqueue import BatchQueue, WorkBatch
+from stormproof.sim.stats import poisson_draw
 
 __all__ = ["BACKLOG", "CLASSES", "LAUNCH", "PropagationManager"]
 
@@ -197,7 +198,7 @@ class PropagationManager:
         metrics = self.metrics
         step = self.step
         # New launches: refused ones fail fast, admitted ones enter the working set.
-        launches = poisson(self._launch_rng, self._launch_rate * step)
+        launches = poisson_draw(self._launch_rng, self._launch_rate * step)
         if launches:
             self.launches += launches
             metrics.add("launches", now, launches)
@@ -237,9 +238,12 @@ class PropagationManager:
         if self.queue.length:
             budget = self._credit + self.throughput() * step
             served: list[tuple[WorkBatch, int]] = []
-            self._credit = self.queue.serve(
+            leftover = self.queue.serve(
                 now, budget, lambda batch, n, outcome: served.append((batch, n))
             )
+            # Only a part-done item carries over: a step that emptied the working set had
+            # capacity nobody used, and unused capacity is not stored for a later surge.
+            self._credit = leftover if self.queue.length else 0.0
             for batch, n in served:
                 self.propagated += n
                 metrics.add("propagated", now, n)

@@ -4,8 +4,11 @@ Control-plane backlogs (the 2025 DWFM lease queue, the Network Manager propagati
 far more items than a per-item event model can afford, yet what matters about an item is only
 when it arrived, what kind of work it is and whether its caller is still waiting. So the queue
 holds :class:`WorkBatch` entries -- the items of one kind that arrived in one step -- and serves
-them with a budget of *work units* per step, whole items at a time, the unused remainder carried
-to the next step by the owner.
+them with a budget of *work units* per step, whole items at a time. :meth:`BatchQueue.serve`
+returns what it did not spend; an owner carries that to its next step only while the queue still
+holds items (the share of an item the step could not finish). Once the queue is empty the rest is
+idle capacity, gone: banking it would let a host under light load serve a later surge faster
+than its rate.
 
 Deadlines are real :class:`~stormproof.policies.deadline.Deadline` objects. When a batch's
 deadline passes, :meth:`BatchQueue.expire` marks its unserved items **stale**: their caller has
@@ -37,27 +40,12 @@ from stormproof.errors import ConfigError
 from stormproof.policies.admission import AdaptiveLifo
 from stormproof.policies.deadline import Deadline
 
-__all__ = ["DONE", "DROPPED", "WASTED", "BatchQueue", "WorkBatch", "poisson", "stochastic_round"]
+__all__ = ["DONE", "DROPPED", "WASTED", "BatchQueue", "WorkBatch", "stochastic_round"]
 
 #: Outcomes passed to a :meth:`BatchQueue.serve` callback.
 DONE = 0  #: served before its deadline: useful work
 WASTED = 1  #: served after its deadline: the work was done for a caller that had given up
 DROPPED = 2  #: removed without being served (deadline-aware skip or CoDel drop): no work spent
-
-
-def poisson(rng: random.Random, mean: float) -> int:
-    """A Poisson draw: inversion for small means, a rounded normal above 30 (never negative)."""
-    if mean <= 0.0:
-        return 0
-    if mean > 30.0:
-        return max(0, round(rng.gauss(mean, math.sqrt(mean))))
-    limit = math.exp(-mean)
-    count = 0
-    product = rng.random()
-    while product > limit:
-        count += 1
-        product *= rng.random()
-    return count
 
 
 def stochastic_round(value: float, rng: random.Random) -> int:

@@ -147,9 +147,11 @@ _CHANGED: dict[str, tuple[float, str]] = {
     ),
     "lambda_step_s": (60, "assumed: coarser than lambda-2025's 10 s, for speed"),
     "nm_operator_intake_rate": (
-        8.5,
+        2,
         "assumed, calibrated in the chain to 'By 10:36 AM, network configuration propagation "
-        "times had returned to normal levels'",
+        "times had returned to normal levels' (median 10:35 AM over 20 seeds with "
+        "nm_reaction_s; 10:50 AM at 2.5/s): a quarter of the throttled launch rate, as the "
+        "chain's working set is larger when the cap comes (peak 124,000 against 109,000)",
     ),
 }
 
@@ -311,21 +313,25 @@ class USEast12025(Scenario):
         ),
         Param(
             "nm_reaction_s",
-            2520,
+            4200,
             "as_happened: operators cap Network Manager's intake this long after its launch "
             "propagation latency first exceeds nm_latency_threshold_s",
-            "assumed, calibrated: network-manager-2025 caps at 6:43 AM (`load_reduction_at_s`), "
-            "42 min after its simulated rise; the report gives no time, only 'Engineers worked "
-            "to reduce the load on Network Manager'. Relative, because the backlog grows "
-            "exponentially: a fixed clock time would meet a different backlog on every seed",
+            "assumed, calibrated: 70 min, so the cap comes after the hand-over of held-back "
+            "propagations ends (about 6:51 AM) on every seed -- a cap below the launch rate "
+            "holds the rest of the hand-over upstream, where it floods in when the cap is "
+            "lifted at 11:23 AM (at 60 min 4 seeds in 20 lose the report's order, at 55 min "
+            "19); the report gives no time, only 'Engineers worked to reduce the load on Network "
+            "Manager'. Relative, because the backlog grows exponentially: a fixed clock time "
+            "would meet a different backlog on every seed",
             0,
         ),
         Param(
             "nm_backlog_per_s",
             16.5,
             "delayed propagations per second of droplet-time without a lease (fleet share)",
-            "assumed, calibrated: about 240,000 items (network-manager-2025 `backlog_items`) "
-            f"after the as_happened night; {_R}, EC2: 'Since these network propagation events "
+            "assumed, calibrated: about 224,000 items after the as_happened night "
+            "(network-manager-2025 `backlog_items` is 210,000); "
+            f"{_R}, EC2: 'Since these network propagation events "
             "had been delayed by the issue with DWFM, a significant backlog'",
             0,
         ),

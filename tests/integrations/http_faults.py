@@ -10,10 +10,14 @@ Each path has a queue of :class:`Reply`; a request takes the next one, and a pat
 empty answers ``Reply()`` (200 "ok"). A reply can be a status with headers, a slow reply (the
 handler waits ``delay`` seconds before answering, cut short when the server closes), or a
 connection reset (the socket is closed with RST, no response at all).
+
+A slow reply watches its connection while it waits: if the client closes it (a cancelled or
+timed-out attempt), the handler stops and counts the path in :meth:`FaultServer.abandoned`.
 """
 
 from __future__ import annotations
 
+import select
 import socket
 import struct
 import threading
@@ -51,7 +55,8 @@ class FaultServer:
     """A threaded HTTP/1.1 server on 127.0.0.1 with a random port."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
+        self._abandoned: dict[str, int] = defaultdict(int)
         self._scripts: dict[str, deque[Reply]] = defaultdict(deque)
         self._hits: dict[str, int] = defaultdict(int)
         self.seen: list[Seen] = []
@@ -80,7 +85,7 @@ class FaultServer:
                     self.close_connection = True
                     self.connection.close()
                     return
-                if reply.delay and owner._stop.wait(reply.delay):
+                if reply.delay and owner._hold(self.connection, path, reply.delay):
                     self.close_connection = True
                     return
                 try:
@@ -122,6 +127,36 @@ class FaultServer:
             self.seen.append(Seen(method, path, headers, body))
             queue = self._scripts.get(path)
             return queue.popleft() if queue else Reply()
+
+    def _hold(self, connection: socket.socket, path: str, delay: float) -> bool:
+        """Wait ``delay`` s before answering; True to answer nothing (closing, or abandoned)."""
+        until = time.monotonic() + delay
+        while (left := until - time.monotonic()) > 0:
+            if self._stop.is_set():
+                return True
+            readable, _, _ = select.select([connection], [], [], min(left, 0.01))
+            if readable:
+                try:
+                    gone = connection.recv(1, socket.MSG_PEEK) == b""
+                except OSError:
+                    gone = True
+                if gone:
+                    with self._lock:
+                        self._abandoned[path] += 1
+                        self._lock.notify_all()
+                    return True
+                self._stop.wait(min(left, 0.01))  # more bytes (pipelining): keep waiting
+        return self._stop.is_set()
+
+    def abandoned(self, path: str, count: int = 1, timeout: float = 5.0) -> int:
+        """Slow replies of ``path`` whose client closed the connection first.
+
+        Waits up to ``timeout`` s for ``count`` of them (the handler notices within 10 ms), so
+        that a test can assert a cancelled attempt's connection was closed.
+        """
+        with self._lock:
+            self._lock.wait_for(lambda: self._abandoned[path] >= count, timeout)
+            return self._abandoned[path]
 
     def script(self, path: str, *replies: Reply) -> None:
         """Queue ``replies`` for ``path``, answered in order."""

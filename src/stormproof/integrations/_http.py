@@ -11,7 +11,9 @@ and name their errors. Everything else lives here, with no third-party import:
   in a bounded map;
 * :class:`HttpEngine` and :class:`HttpCall` -- the per-client and per-request state that asks the
   :class:`~stormproof.policies.retry.RetryCall` state machine for every decision;
-* :func:`send_sync` / :func:`send_async` -- the two loops that carry the decisions out.
+* :func:`send_sync` / :func:`send_async` -- the two loops that carry the decisions out;
+  :func:`send_async` also races hedged attempts when the policy has a
+  :class:`~stormproof.policies.pipeline.Hedge` (async only: a race needs concurrency).
 
 Decisions are made on the engine's clock (``ManualClock`` in tests); the attempt time limit is
 applied to the real I/O by each adapter through its library's own timeouts.
@@ -36,9 +38,10 @@ from stormproof.errors import ConfigError, DeadlineExceeded, StormproofError
 from stormproof.policies import presets
 from stormproof.policies.breaker import BreakerConfig, BreakerOpen, BreakerState, CircuitBreaker
 from stormproof.policies.deadline import Deadline, Timeouts
+from stormproof.policies.pipeline import Hedge
 from stormproof.policies.retry import GiveUp, GiveUpReason, RetryAfter, RetryCall, RetryPolicy
 from stormproof.run._common import INSTANT_SLEEPS
-from stormproof.run.pipeline import PipelineEvent
+from stormproof.run.pipeline import Pipeline, PipelineEvent
 
 __all__ = [
     "IDEMPOTENT_METHODS",
@@ -50,6 +53,7 @@ __all__ = [
     "HttpCall",
     "HttpEngine",
     "HttpPolicy",
+    "Lease",
     "RetryableStatus",
     "StatusCodeReader",
     "StatusCodeResponse",
@@ -58,6 +62,7 @@ __all__ = [
     "origin",
     "parse_http_date",
     "parse_retry_after",
+    "refuse_hedging",
     "send_async",
     "send_sync",
 ]
@@ -113,6 +118,12 @@ class HttpPolicy:
             (IETF draft ``draft-ietf-httpapi-idempotency-key-header``). Compared case-insensitively.
         max_hosts: how many origins keep a breaker (least recently used ones are forgotten
             beyond it). Default 1024.
+        hedge: a :class:`~stormproof.policies.pipeline.Hedge` (``delay``, ``max_hedges``) to
+            race extra attempts against a slow one, or ``None`` (default) for no hedging. Only
+            the async adapters (httpx ``AsyncStormproofTransport``, aiohttp) hedge; the sync
+            ones refuse such a policy. Only requests that may be retried are hedged (an
+            idempotent method or an idempotency key, and a body that can be sent again); each
+            hedge takes a retry from the budget and passes the origin's breaker.
     """
 
     retry: RetryPolicy = field(default_factory=presets.default)
@@ -123,6 +134,7 @@ class HttpPolicy:
     idempotent_methods: frozenset[str] = IDEMPOTENT_METHODS
     idempotency_header: str | None = "Idempotency-Key"
     max_hosts: int = 1024
+    hedge: Hedge | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.retry, RetryPolicy):
@@ -147,6 +159,8 @@ class HttpPolicy:
         if header is not None and (not isinstance(header, str) or not header.strip()):
             raise ConfigError("idempotency_header", "must be a header name or None", header)
         int_at_least("max_hosts", self.max_hosts, 1)
+        if self.hedge is not None and not isinstance(self.hedge, Hedge):
+            raise ConfigError("hedge", "must be a stormproof Hedge or None", self.hedge)
         object.__setattr__(self, "retry_statuses", statuses)
         object.__setattr__(self, "idempotent_methods", frozenset(m.upper() for m in methods))
 
@@ -386,11 +400,12 @@ class HttpEngine:
         clock: where decisions read the time and waits happen; default the wall clock.
         on_event: receives a :class:`~stormproof.run.pipeline.PipelineEvent` per decision
             (``retry``/``retry``, ``retry``/``give_up``, ``breaker``/``rejected``,
-            ``breaker``/``failure``, ``breaker``/``success``, ``breaker``/``state``).
+            ``breaker``/``failure``, ``breaker``/``success``, ``breaker``/``state``; with a
+            hedge also ``hedge``/``started``, ``hedge``/``won`` and ``hedge``/``refused``).
         wall_time: POSIX time for ``Retry-After`` dates when a response has no ``Date``.
     """
 
-    __slots__ = ("breakers", "clock", "on_event", "policy", "wall_time")
+    __slots__ = ("breakers", "clock", "hedger", "on_event", "policy", "wall_time")
 
     def __init__(
         self,
@@ -421,6 +436,10 @@ class HttpEngine:
                 policy.max_hosts,
                 on_state_change=None if on_event is None else self._state_changed,
             )
+        #: Runs the policy's :class:`Hedge` (the pipeline's own hedging), or ``None``.
+        self.hedger: Pipeline | None = None
+        if policy.hedge is not None:
+            self.hedger = Pipeline([policy.hedge], clock=clock, on_event=on_event)
 
     def _state_changed(self, key: str, change: Any) -> None:
         self.emit("breaker", "state", f"{key} {change.old.value}->{change.new.value}")
@@ -457,6 +476,21 @@ class HttpEngine:
             await self.clock.async_sleep(delay)
 
 
+class Lease:
+    """One attempt's pass through the origin's breaker: when it started and its time limit.
+
+    Hedged attempts run side by side, so each holds its own lease and reports its own outcome
+    to the breaker through :meth:`HttpCall.settle` or :meth:`HttpCall.release`.
+    """
+
+    __slots__ = ("breaker", "limit", "started")
+
+    def __init__(self, breaker: CircuitBreaker | None, started: float, limit: float | None):
+        self.breaker = breaker
+        self.started = started
+        self.limit = limit
+
+
 class HttpCall:
     """One request under an :class:`HttpEngine`: breaker checks and retry decisions.
 
@@ -466,6 +500,11 @@ class HttpCall:
 
     ``replayable`` is asked before a retry: a request whose body was a one-shot stream cannot be
     sent twice and is then not retried.
+
+    A hedging driver instead takes a :class:`Lease` per concurrent attempt (:meth:`lease`,
+    :meth:`hedge_lease`), reports each attempt's outcome to the breaker with :meth:`settle` or
+    :meth:`release`, and asks for one decision per round with :meth:`decide_response`,
+    :meth:`decide_error` or :meth:`accepted`.
     """
 
     __slots__ = (
@@ -514,42 +553,117 @@ class HttpCall:
         """The request's deadline (total timeout within the context deadline), or ``None``."""
         return self._call.deadline
 
-    def begin(self) -> float | None:
-        """Start an attempt: ask the breaker, return the attempt's time limit in seconds.
+    @property
+    def hedging(self) -> bool:
+        """Whether this request is hedged: the engine has a hedge and the request may be resent.
 
-        Raises :class:`BreakerOpen` when the origin's breaker refuses the call. The limit is the
-        attempt timeout, shortened to the time left before the deadline; ``None`` for no limit.
+        The rule is the retry rule: an idempotent method or an idempotency key, and a body that
+        can be sent again. A POST without a key is never sent twice at once.
         """
-        engine = self.engine
-        now = engine.clock.now()
-        breakers = engine.breakers
-        if breakers is not None:
-            try:
-                self._breaker = breakers.check(self.key, now)
-            except BreakerOpen as refused:
-                engine.emit("breaker", "rejected", refused.state.value, delay=refused.retry_after)
-                raise
-        self._started = now
-        limit = engine.policy.attempt_timeout
+        if self.engine.hedger is None or not self._may_retry:
+            return False
+        return self._replayable is None or self._replayable()
+
+    def _limit(self, now: float) -> float | None:
+        limit = self.engine.policy.attempt_timeout
         deadline = self._call.deadline
         if deadline is not None:
             left = deadline.remaining(now)
             limit = left if limit is None else min(limit, left)
         return limit
 
-    def _record(self, now: float, success: bool, reason: str) -> None:
-        breakers, breaker = self.engine.breakers, self._breaker
+    def lease(self) -> Lease:
+        """Ask the breaker for an attempt; raises :class:`BreakerOpen` when it refuses.
+
+        The lease's ``limit`` is the attempt timeout, shortened to the time left before the
+        deadline (``None``: no limit).
+        """
+        engine = self.engine
+        now = engine.clock.now()
+        breakers = engine.breakers
+        breaker = None
+        if breakers is not None:
+            try:
+                breaker = breakers.check(self.key, now)
+            except BreakerOpen as refused:
+                engine.emit("breaker", "rejected", refused.state.value, delay=refused.retry_after)
+                raise
+        return Lease(breaker, now, self._limit(now))
+
+    def hedge_lease(self) -> Lease | None:
+        """A lease for a hedged attempt, or ``None`` (and a ``hedge``/``refused`` event).
+
+        A hedge is refused when the deadline has passed, the breaker refuses it, or the retry
+        budget has no retry to spare: a hedge is extra load, priced as a retry.
+        """
+        engine = self.engine
+        now = engine.clock.now()
+        limit = self._limit(now)
+        if limit is not None and limit <= 0.0:
+            engine.emit("hedge", "refused", "deadline")
+            return None
+        breaker = None
+        if engine.breakers is not None:
+            try:
+                breaker = engine.breakers.check(self.key, now)
+            except BreakerOpen as refused:
+                engine.emit("hedge", "refused", f"breaker {refused.state.value}")
+                return None
+        budget = self._call.policy.budget
+        if budget is not None and budget.acquire_retry(now) is None:
+            if breaker is not None and engine.breakers is not None:
+                engine.breakers.release(breaker, now)
+            engine.emit("hedge", "refused", "budget")
+            return None
+        return Lease(breaker, now, limit)
+
+    def settle(self, lease: Lease, success: bool, reason: str) -> None:
+        """Record a leased attempt's outcome with the breaker."""
+        breakers, breaker = self.engine.breakers, lease.breaker
         if breakers is not None and breaker is not None:
-            breakers.record(breaker, now, success, now - self._started)
+            now = self.engine.clock.now()
+            breakers.record(breaker, now, success, now - lease.started)
             self.engine.emit("breaker", "success" if success else "failure", reason)
-            self._breaker = None
+            lease.breaker = None
+
+    def release(self, lease: Lease) -> None:
+        """A leased attempt was cancelled or says nothing about the origin: record nothing."""
+        breakers, breaker = self.engine.breakers, lease.breaker
+        if breakers is not None and breaker is not None:
+            breakers.release(breaker, self.engine.clock.now())
+            lease.breaker = None
+
+    def settle_response(self, lease: Lease, status: int) -> None:
+        """Record a leased attempt that got a response with ``status``."""
+        self.settle(lease, not self.engine.policy.counts_as_failure(status), str(status))
+
+    def settle_error(self, lease: Lease, error: BaseException, failure: Any) -> None:
+        """Record a leased attempt that raised ``error`` (classified as ``failure``)."""
+        self.last_error = error
+        if failure is None:
+            self.release(lease)
+        else:
+            self.settle(lease, False, type(error).__name__)
+
+    def begin(self) -> float | None:
+        """Start an attempt: ask the breaker, return the attempt's time limit in seconds.
+
+        Raises :class:`BreakerOpen` when the origin's breaker refuses the call. The limit is the
+        attempt timeout, shortened to the time left before the deadline; ``None`` for no limit.
+        """
+        lease = self.lease()
+        self._breaker = lease.breaker
+        self._started = lease.started
+        return lease.limit
+
+    def _current(self) -> Lease:
+        lease = Lease(self._breaker, self._started, None)
+        self._breaker = None
+        return lease
 
     def cancelled(self) -> None:
         """The attempt was cancelled or interrupted: its outcome is unknown, nothing is recorded."""
-        breakers, breaker = self.engine.breakers, self._breaker
-        if breakers is not None and breaker is not None:
-            breakers.release(breaker, self.engine.clock.now())
-            self._breaker = None
+        self.release(self._current())
 
     def _refuse(self, code: str, detail: str) -> GiveUp:
         decision = GiveUp(GiveUpReason.NOT_RETRYABLE, self._call.attempt, detail)
@@ -578,10 +692,20 @@ class HttpCall:
         On a give-up the response is still the caller's answer (the driver returns it).
         ``retry_after`` and ``date`` are the raw ``Retry-After`` and ``Date`` header values.
         """
+        self.settle_response(self._current(), status)
+        return self.decide_response(status, retry_after, date)
+
+    def accepted(self) -> None:
+        """The request's answer is a response that is not retried: tell the budget."""
+        self._call.on_success(self.engine.clock.now())
+
+    def decide_response(
+        self, status: int, retry_after: str | None = None, date: str | None = None
+    ) -> RetryAfter | GiveUp | None:
+        """:meth:`on_response` without the breaker (a hedging driver has recorded it)."""
         engine = self.engine
         policy = engine.policy
         now = engine.clock.now()
-        self._record(now, not policy.counts_as_failure(status), str(status))
         if status not in policy.retry_statuses:
             self._call.on_success(now)
             return None
@@ -604,14 +728,18 @@ class HttpCall:
         ``failure=None`` marks an error that says nothing about the origin's health (a bad URL,
         a TLS verification failure): it is not retried and not recorded by the breaker.
         """
-        engine = self.engine
-        now = engine.clock.now()
+        self.settle_error(self._current(), error, failure)
+        return self.decide_error(error, failure)
+
+    def decide_error(
+        self, error: BaseException, failure: TransportFailure | None
+    ) -> RetryAfter | GiveUp:
+        """:meth:`on_error` without the breaker (a hedging driver has recorded it)."""
+        now = self.engine.clock.now()
         self.last_error = error
-        name = type(error).__name__
         if failure is None:
-            self.cancelled()
+            name = type(error).__name__
             return self._refuse("not_transient", f"{name} is not a transient transport error")
-        self._record(now, False, name)
         blocked = self._blocked(now, sent=failure.sent)
         if blocked is not None:
             return self._refuse(*blocked)
@@ -652,6 +780,20 @@ class HttpCall:
         ):
             schedule = retry.throttling_backoff
         return schedule.delay(call.attempt, call.last_delay, retry.rng)
+
+
+def refuse_hedging(policy: HttpPolicy, adapter: str, instead: str) -> None:
+    """Raise ``ConfigError`` if a sync ``adapter`` is given a policy with a hedge.
+
+    A hedge races attempts; a sync adapter would need threads of its own for that, and
+    stormproof starts no hidden threads. ``instead`` names the async adapter to use.
+    """
+    if policy.hedge is not None:
+        raise ConfigError(
+            "policy.hedge",
+            f"hedging needs concurrency: {adapter} is sync, use {instead}",
+            policy.hedge,
+        )
 
 
 # -- drivers -----------------------------------------------------------------------------------
@@ -802,38 +944,49 @@ def send_sync(call: HttpCall, attempt: Callable[[float | None], R], io: SyncExch
         engine.sleep(wait.delay)
 
 
+async def _bounded(
+    call: HttpCall, attempt: Callable[[float | None], Awaitable[R]], limit: float | None
+) -> R:
+    """``attempt(limit)``, cut by ``asyncio.timeout(limit)`` into an :class:`AttemptTimedOut`."""
+    if limit is None:
+        return await attempt(None)
+    try:
+        async with asyncio.timeout(limit) as block:
+            return await attempt(limit)
+    except TimeoutError as exc:
+        if not block.expired():
+            raise
+        raise AttemptTimedOut(
+            f"attempt {call.attempt} to {call.key} took over {limit:.3g} s",
+            deadline=None,
+            now=call.engine.clock.now(),
+        ) from exc
+
+
+def _failure(io: AsyncExchange[Any], error: BaseException) -> TransportFailure | None:
+    if isinstance(error, AttemptTimedOut):
+        return TransportFailure.SENT_TIMEOUT
+    return io.classify(error)
+
+
 async def send_async(
     call: HttpCall, attempt: Callable[[float | None], Awaitable[R]], io: AsyncExchange[R]
 ) -> R:
     """The asyncio form of :func:`send_sync`; it also bounds each attempt with ``asyncio.timeout``.
 
     An attempt cut by that bound fails with :class:`DeadlineExceeded` (a retryable timeout).
+    When ``call.hedging``, each attempt is a race of hedged attempts (:func:`_send_hedged`), so
+    ``attempt`` must then be safe to run concurrently.
     """
+    if call.hedging:
+        return await _send_hedged(call, attempt, io)
     engine = call.engine
     while True:
         limit = _begin(call, io)
         try:
-            if limit is None:
-                response = await attempt(None)
-            else:
-                try:
-                    async with asyncio.timeout(limit) as block:
-                        response = await attempt(limit)
-                except TimeoutError as exc:
-                    if not block.expired():
-                        raise
-                    raise AttemptTimedOut(
-                        f"attempt {call.attempt} to {call.key} took over {limit:.3g} s",
-                        deadline=None,
-                        now=engine.clock.now(),
-                    ) from exc
+            response = await _bounded(call, attempt, limit)
         except Exception as error:
-            failure = (
-                TransportFailure.SENT_TIMEOUT
-                if isinstance(error, AttemptTimedOut)
-                else io.classify(error)
-            )
-            retry = call.on_error(error, failure)
+            retry = call.on_error(error, _failure(io, error))
             if isinstance(retry, GiveUp):
                 raise
             await engine.async_sleep(retry.delay)
@@ -846,6 +999,127 @@ async def send_async(
             return response
         await io.discard(response)
         await engine.async_sleep(wait.delay)
+
+
+class _Unwanted(Exception):
+    """A hedged attempt's retryable response, raised so that the race counts it as a failure."""
+
+    def __init__(self, response: Any) -> None:
+        super().__init__("retryable response")
+        self.response = response
+
+
+class _HedgeRefused(Exception):
+    """A hedge that was not sent: the budget, the breaker or the deadline said no."""
+
+
+async def _send_hedged(
+    call: HttpCall, attempt: Callable[[float | None], Awaitable[R]], io: AsyncExchange[R]
+) -> R:
+    """:func:`send_async` for a hedged request: every attempt of the retry loop is a race.
+
+    The race is the pipeline's :class:`~stormproof.policies.pipeline.Hedge` (run by
+    ``engine.hedger``): after ``delay`` without an answer, or at once after a failure, another
+    attempt starts, up to ``max_hedges``; the first good response wins. Each attempt passes the
+    breaker and reports its outcome to it; losers are cancelled (their connections closed) and
+    awaited, and their responses closed, before this returns. When every attempt of a race
+    failed, the last failure is what the retry policy decides on, as for a single attempt.
+    """
+    engine = call.engine
+    while True:
+        try:
+            first = call.lease()
+        except BreakerOpen as refused:
+            raise io.refused(refused, call.key) from call.last_error
+        won, error, failure = await _race(call, attempt, io, first)
+        if won:
+            call.accepted()
+            return won[0]
+        assert error is not None
+        if isinstance(error, _Unwanted):
+            response: R = error.response
+            decision = call.decide_response(
+                io.status(response),
+                io.header(response, "Retry-After"),
+                io.header(response, "Date"),
+            )
+            if not isinstance(decision, RetryAfter):
+                return response
+            await io.discard(response)
+            await engine.async_sleep(decision.delay)
+            continue
+        retry = call.decide_error(error, failure)
+        if isinstance(retry, GiveUp):
+            raise error
+        await engine.async_sleep(retry.delay)
+
+
+async def _race(
+    call: HttpCall,
+    attempt: Callable[[float | None], Awaitable[R]],
+    io: AsyncExchange[R],
+    first: Lease,
+) -> tuple[list[R], BaseException | None, TransportFailure | None]:
+    """One hedged round: ``([winner], None, None)``, or ``([], last failure, its class)``."""
+    hedger = call.engine.hedger
+    assert hedger is not None
+    produced: list[R] = []
+    failures: list[tuple[BaseException, TransportFailure | None]] = []
+    runners: list[asyncio.Task[Any]] = []
+
+    async def one() -> R:
+        task = asyncio.current_task()
+        assert task is not None
+        runners.append(task)
+        lease = first if len(runners) == 1 else call.hedge_lease()
+        if lease is None:
+            raise _HedgeRefused("hedge refused")
+        try:
+            response = await _bounded(call, attempt, lease.limit)
+        except Exception as error:
+            failure = _failure(io, error)
+            call.settle_error(lease, error, failure)
+            failures.append((error, failure))
+            raise
+        except BaseException:
+            call.release(lease)
+            raise
+        produced.append(response)
+        status = io.status(response)
+        call.settle_response(lease, status)
+        if call.engine.policy.is_retryable_status(status):
+            unwanted = _Unwanted(response)
+            failures.append((unwanted, None))
+            raise unwanted
+        return response
+
+    won: R | None = None
+    raised: Exception | None = None
+    try:
+        won = await hedger.acall(one)
+    except Exception as error:
+        raised = error
+    finally:
+        # The hedge cancels its losers without waiting; wait here, so that their connections
+        # are closed and their breaker permits returned before the caller goes on.
+        losers = [task for task in runners if not task.done()]
+        for task in losers:
+            task.cancel()
+        if losers:
+            await asyncio.wait(losers)
+        keep: Any = won
+        if won is None and failures and isinstance(failures[-1][0], _Unwanted):
+            keep = failures[-1][0].response
+        for response in produced:
+            if response is not keep:
+                await io.discard(response)
+    if won is not None:
+        return [won], None, None
+    if not failures:
+        assert raised is not None
+        raise raised
+    last, failure = failures[-1]
+    return [], last, failure
 
 
 class AttemptTimedOut(DeadlineExceeded):

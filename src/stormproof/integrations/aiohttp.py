@@ -120,6 +120,10 @@ class StormproofMiddleware:
     error; a refused call raises :class:`CircuitOpenError`; an attempt cut by its time limit
     raises :class:`~stormproof.integrations._http.AttemptTimedOut` (a ``TimeoutError``) if no
     retry follows. Retried responses are released. Share one instance per session.
+
+    With ``policy.hedge`` set, a slow request that may be retried gets hedged attempts, each
+    running ``handler(request)`` concurrently; the first good response wins and the others
+    are cancelled (their connections closed) and released.
     """
 
     __slots__ = ("engine",)

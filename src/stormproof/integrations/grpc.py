@@ -33,8 +33,12 @@ Sleeps happen on stormproof's clock, so :func:`stormproof.testing.instant_sleeps
 ``ManualClock`` work in tests. Use the policy's budget (``GrpcRetryThrottle`` is gRPC's own
 throttling, gRFC A6) to keep retries from multiplying load in an outage. grpcio's built-in
 retries (a ``retryPolicy`` in the service config) should stay off on a channel that uses this
-interceptor, or the two multiply. Only unary-unary calls are intercepted; streaming calls and
-``grpc.aio`` channels pass through untouched.
+interceptor, or the two multiply. Only unary-unary calls are intercepted; streaming calls pass
+through untouched.
+
+``grpc.aio`` channels get the same behaviour from :class:`AsyncResilientInterceptor` (or
+:func:`resilient_aio_channel`): both interceptors make their decisions in one shared class, so
+only the sending and the sleeping differ (``await`` and ``clock.async_sleep``).
 """
 
 from __future__ import annotations
@@ -64,15 +68,19 @@ def _import(module: str) -> Any:
 
 
 grpc = _import("grpc")
+_aio = _import("grpc.aio")
 # Base classes grpc requires of interceptors and call details (grpcio ships no type hints).
 _ClientCallDetails: Any = grpc.ClientCallDetails
 _UnaryUnaryClientInterceptor: Any = grpc.UnaryUnaryClientInterceptor
+_AioUnaryUnaryClientInterceptor: Any = _aio.UnaryUnaryClientInterceptor
 
 __all__ = [
+    "AsyncResilientInterceptor",
     "GrpcRetryConfig",
     "ResilientInterceptor",
     "TargetBreakers",
     "parse_pushback",
+    "resilient_aio_channel",
     "resilient_channel",
 ]
 
@@ -205,8 +213,8 @@ class _Details(_CallDetails, _ClientCallDetails):  # type: ignore[misc]
     """The call details of one attempt (grpc wants a ``ClientCallDetails`` instance)."""
 
 
-class ResilientInterceptor(_UnaryUnaryClientInterceptor):  # type: ignore[misc]
-    """The unary-unary interceptor; see the module docstring.
+class _Rules:
+    """What both interceptors share: their configuration and the per-call decisions.
 
     Args:
         policy: the retry policy (its budget is shared by every call through it).
@@ -239,28 +247,97 @@ class ResilientInterceptor(_UnaryUnaryClientInterceptor):  # type: ignore[misc]
         self._ok = codes.OK
         self._deadline_exceeded = codes.DEADLINE_EXCEEDED
 
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.policy!r}, breaker={self.breaker!r})"
+
+
+class _UnaryCall:
+    """The decisions of one unary call, whatever runs it (the sync or the asyncio interceptor).
+
+    The driver loops: :meth:`begin` (breaker check, attempt timeout) -> send -> :meth:`settled`
+    with the status code (breaker record; true when the outcome is final) -> otherwise
+    :meth:`retry_delay` with the trailing metadata and the error (``None``: return the outcome).
+    """
+
+    __slots__ = ("_attempt_deadline", "_call", "_rules", "_started", "method", "retry_allowed")
+
+    def __init__(self, rules: _Rules, details: Any) -> None:
+        self._rules = rules
+        raw = details.method
+        self.method: str = raw.decode() if isinstance(raw, bytes) else raw
+        methods = rules.config.methods
+        self.retry_allowed = methods is None or self.method in methods
+        now = rules.clock.now()
+        own = None if details.timeout is None else Deadline(now + details.timeout)
+        self._call = rules.policy.start(now, deadline=own)
+        self._started = now
+        self._attempt_deadline: Deadline | None = None
+
+    def begin(self) -> float | None:
+        """Ask the breaker (raises ``BreakerOpen``); return the attempt's ``timeout``."""
+        rules = self._rules
+        now = rules.clock.now()
+        if rules.breaker is not None:
+            rules.breaker.check(now)
+        self._started = now
+        self._attempt_deadline = self._call.attempt_deadline(now)
+        deadline = self._attempt_deadline
+        return None if deadline is None else deadline.remaining(now)
+
+    def settled(self, code: Any) -> bool:
+        """Record the attempt's outcome; true if it is final (OK, or a code not retried)."""
+        rules = self._rules
+        ended = rules.clock.now()
+        if rules.breaker is not None:
+            rules.breaker.record(
+                ended, success=code not in rules._trip, duration=ended - self._started
+            )
+        if code == rules._ok:
+            self._call.on_success(ended)
+            return True
+        return not self.retry_allowed or not (self._timed_out(code) or code in rules._retry)
+
+    def _timed_out(self, code: Any) -> bool:
+        # An attempt cut by its own attempt_timeout (not the call's deadline) is retried.
+        attempt, call = self._attempt_deadline, self._call.deadline
+        return (
+            code == self._rules._deadline_exceeded
+            and attempt is not None
+            and (call is None or attempt.at < call.at)
+        )
+
+    def retry_delay(self, code: Any, trailing: Any, error: BaseException) -> float | None:
+        """The wait before the next attempt, or ``None`` to return this outcome (give-up)."""
+        rules = self._rules
+        pushback = parse_pushback(trailing) if rules.config.pushback else None
+        if pushback is not None and pushback < 0.0:
+            return None
+        decision = self._call.on_failure(
+            rules.clock.now(), error, retry_after=pushback, timed_out=self._timed_out(code)
+        )
+        return None if isinstance(decision, GiveUp) else decision.delay
+
+
+class ResilientInterceptor(_Rules, _UnaryUnaryClientInterceptor):  # type: ignore[misc]
+    """The unary-unary interceptor for sync channels; see the module docstring.
+
+    Args:
+        policy: the retry policy (its budget is shared by every call through it).
+        config: :class:`GrpcRetryConfig`.
+        breaker: the target's breaker, or ``None`` for none.
+        clock: monotonic clock for deadlines, breaker and sleeps (default the wall clock).
+    """
+
     def intercept_unary_unary(
         self, continuation: Callable[[Any, Any], Any], client_call_details: Any, request: Any
     ) -> Any:
         """Run one unary call with retries, deadlines and the breaker."""
         details = client_call_details
-        method = details.method.decode() if isinstance(details.method, bytes) else details.method
-        methods = self.config.methods
-        retry_allowed = methods is None or method in methods
-        clock = self.clock
-        now = clock.now()
-        own = None if details.timeout is None else Deadline(now + details.timeout)
-        call = self.policy.start(now, deadline=own)
-        breaker = self.breaker
+        call = _UnaryCall(self, details)
         while True:
-            now = clock.now()
-            if breaker is not None:
-                breaker.check(now)
-            attempt_deadline = call.attempt_deadline(now)
-            timeout = None if attempt_deadline is None else attempt_deadline.remaining(now)
             attempt = _Details(
-                method,
-                timeout,
+                call.method,
+                call.begin(),
                 details.metadata,
                 details.credentials,
                 getattr(details, "wait_for_ready", None),
@@ -268,35 +345,64 @@ class ResilientInterceptor(_UnaryUnaryClientInterceptor):  # type: ignore[misc]
             )
             outcome = continuation(attempt, request)
             code = outcome.code()
-            ended = clock.now()
-            if breaker is not None:
-                breaker.record(ended, success=code not in self._trip, duration=ended - now)
-            if code == self._ok:
-                call.on_success(ended)
+            if call.settled(code):
                 return outcome
-            # An attempt cut by its own attempt_timeout (not the call's deadline) is retried.
-            timed_out = (
-                code == self._deadline_exceeded
-                and attempt_deadline is not None
-                and (call.deadline is None or attempt_deadline.at < call.deadline.at)
-            )
-            if not retry_allowed or not (timed_out or code in self._retry):
-                return outcome
-            pushback = parse_pushback(outcome.trailing_metadata()) if self.config.pushback else None
-            if pushback is not None and pushback < 0.0:
-                return outcome
-            error = outcome.exception()
-            decision = call.on_failure(ended, error, retry_after=pushback, timed_out=timed_out)
-            if isinstance(decision, GiveUp):
+            delay = call.retry_delay(code, outcome.trailing_metadata(), outcome.exception())
+            if delay is None:
                 return outcome
             recorded = INSTANT_SLEEPS.get()
             if recorded is not None:
-                recorded.append(decision.delay)
-            elif decision.delay > 0.0:
-                clock.sleep(decision.delay)
+                recorded.append(delay)
+            elif delay > 0.0:
+                self.clock.sleep(delay)
 
-    def __repr__(self) -> str:
-        return f"ResilientInterceptor({self.policy!r}, breaker={self.breaker!r})"
+
+class AsyncResilientInterceptor(_Rules, _AioUnaryUnaryClientInterceptor):  # type: ignore[misc]
+    """The same interceptor for ``grpc.aio`` channels: same rules, sleeps on ``async_sleep``.
+
+    Pass it in ``grpc.aio.insecure_channel(target, interceptors=[...])`` or use
+    :func:`resilient_aio_channel`. The arguments are those of :class:`ResilientInterceptor`.
+    On a give-up the last attempt's call is returned, so awaiting it raises its
+    ``grpc.aio.AioRpcError`` as without the interceptor.
+    """
+
+    async def intercept_unary_unary(
+        self, continuation: Callable[[Any, Any], Any], client_call_details: Any, request: Any
+    ) -> Any:
+        """Run one unary call with retries, deadlines and the breaker."""
+        details = client_call_details
+        call = _UnaryCall(self, details)
+        while True:
+            attempt = _aio.ClientCallDetails(
+                details.method,
+                call.begin(),
+                details.metadata,
+                details.credentials,
+                details.wait_for_ready,
+            )
+            outcome = await continuation(attempt, request)
+            code = await outcome.code()
+            if call.settled(code):
+                return outcome
+            trailing = await outcome.trailing_metadata()
+            delay = call.retry_delay(code, trailing, await _error_of(outcome))
+            if delay is None:
+                return outcome
+            recorded = INSTANT_SLEEPS.get()
+            if recorded is not None:
+                recorded.append(delay)
+            elif delay > 0.0:
+                await self.clock.async_sleep(delay)
+
+
+async def _error_of(outcome: Any) -> BaseException:
+    """The ``AioRpcError`` a finished, failed aio call raises when awaited."""
+    try:
+        await outcome
+    except grpc.RpcError as error:
+        failure: BaseException = error
+        return failure
+    raise AssertionError("a call with a non-OK code completed")  # pragma: no cover
 
 
 def resilient_channel(
@@ -321,3 +427,26 @@ def resilient_channel(
     breaker = breakers.get(target) if breakers is not None else None
     interceptor = ResilientInterceptor(policy, config, breaker=breaker, clock=clock)
     return grpc.intercept_channel(channel, interceptor)
+
+
+def resilient_aio_channel(
+    target: str,
+    policy: RetryPolicy,
+    *,
+    config: GrpcRetryConfig | None = None,
+    breakers: TargetBreakers | None = None,
+    clock: SleepingClock | None = None,
+    credentials: Any = None,
+    options: Sequence[tuple[str, Any]] = (),
+    interceptors: Sequence[Any] = (),
+) -> Any:
+    """A ``grpc.aio`` channel whose unary calls run through an :class:`AsyncResilientInterceptor`.
+
+    The asyncio twin of :func:`resilient_channel`; call it inside the event loop that uses
+    the channel. ``interceptors`` run inside stormproof's, so each attempt passes them again.
+    """
+    breaker = breakers.get(target) if breakers is not None else None
+    chain = [AsyncResilientInterceptor(policy, config, breaker=breaker, clock=clock), *interceptors]
+    if credentials is None:
+        return _aio.insecure_channel(target, options=list(options), interceptors=chain)
+    return _aio.secure_channel(target, credentials, options=list(options), interceptors=chain)

@@ -15,6 +15,10 @@ The attempt time limit is applied to httpx's own per-request timeouts (connect, 
 pool, each shortened to the limit), so a hung server is cut off by the socket; the async
 transport also bounds the whole attempt (until the response headers) with ``asyncio.timeout``.
 Only requests whose body is held in memory are retried; a streamed upload is sent once.
+
+Hedging (``HttpPolicy(hedge=Hedge(...))``) is async only: :class:`AsyncStormproofTransport` races
+hedged attempts of a slow request that may be retried; :class:`StormproofTransport` refuses such
+a policy, as it starts no threads.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from stormproof.integrations._http import (
     StatusCodeReader,
     TransportFailure,
     origin,
+    refuse_hedging,
     send_async,
     send_sync,
 )
@@ -186,6 +191,9 @@ class StormproofTransport(_Base, httpx.BaseTransport):
 
     Give-ups return the last response (for a retryable status) or re-raise the last httpx
     error; a refused call raises :class:`CircuitOpenError`. Retried responses are closed.
+    A policy with a ``hedge`` raises ``ConfigError``: hedging is async only (use
+    :class:`AsyncStormproofTransport`), as a race needs concurrency and this transport starts
+    no threads.
     """
 
     def __init__(
@@ -198,8 +206,9 @@ class StormproofTransport(_Base, httpx.BaseTransport):
     ) -> None:
         if inner is not None and not isinstance(inner, httpx.BaseTransport):
             raise ConfigError("inner", "must be an httpx.BaseTransport", inner)
-        self._inner = inner if inner is not None else httpx.HTTPTransport()
         self._setup(policy, clock, on_event)
+        refuse_hedging(self._engine.policy, "StormproofTransport", "AsyncStormproofTransport")
+        self._inner = inner if inner is not None else httpx.HTTPTransport()
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         """Send ``request`` through the policy."""

@@ -31,6 +31,7 @@ from stormproof.integrations._http import (
     HttpPolicy,
     TransportFailure,
     origin,
+    refuse_hedging,
     send_sync,
 )
 from stormproof.policies.breaker import BreakerOpen, BreakerState
@@ -140,7 +141,9 @@ class StormproofAdapter(HTTPAdapter):
 
     Mount one adapter for both schemes so they share breakers and budget. Give-ups return the
     last response (for a retryable status) or re-raise the last requests error; a refused call
-    raises :class:`CircuitOpenError`. Retried responses are closed.
+    raises :class:`CircuitOpenError`. Retried responses are closed. A policy with a ``hedge``
+    raises ``ConfigError``: hedging is async only (a race needs concurrency, and stormproof
+    starts no threads behind your back).
     """
 
     def __init__(
@@ -154,6 +157,9 @@ class StormproofAdapter(HTTPAdapter):
         pool_block: bool = False,
     ) -> None:
         self.engine = HttpEngine(policy, clock=clock, on_event=on_event)
+        refuse_hedging(
+            self.engine.policy, "StormproofAdapter", "the aiohttp or async httpx adapter"
+        )
         # max_retries=0 is HTTPAdapter's Retry(0, read=False): urllib3 makes one attempt only.
         super().__init__(
             pool_connections=pool_connections,

@@ -13,12 +13,17 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from dataclasses import replace
-from typing import Any
 
 import psycopg
 from psycopg import sql
 
+from stormproof.events._queue_sql import (
+    COLUMNS,
+    Row,
+    dead_letter_attributes_of,
+    receive_ready,
+    row_message,
+)
 from stormproof.events.queue import (
     QUEUE_SCHEMA_VERSION,
     Message,
@@ -28,32 +33,15 @@ from stormproof.events.queue import (
     check_queue_name,
     check_receive,
     check_send,
-    dead_letter_attributes,
     dlq_of,
     dump_attributes,
-    load_attributes,
     with_default_table,
 )
 from stormproof.stores.postgres import _SCHEMA_LOCK, PostgresStore, _decode, _encode
 
 __all__ = ["PostgresQueue"]
 
-_Row = tuple[Any, ...]
-_COLUMNS = sql.SQL("seq, id, queue, body, attributes, sent_at, receive_count, visible_at, receipt")
-
-
-def _message(row: _Row, receipt: str | None = None) -> Message:
-    _seq, message_id, queue, body, attributes, sent_at, count, visible_at, stored = row
-    return Message(
-        str(message_id),
-        _decode(queue),
-        _decode(body),
-        load_attributes(_decode(attributes)),
-        float(sent_at),
-        int(count),
-        float(visible_at),
-        (None if stored is None else str(stored)) if receipt is None else receipt,
-    )
+_COLUMNS = sql.SQL(COLUMNS)
 
 
 class PostgresQueue:
@@ -147,43 +135,27 @@ class PostgresQueue:
         """Deliver up to ``max_messages``; dead-letter the ones the policy condemns."""
         check_receive(queue, max_messages, visibility_timeout)
         check_now(now)
-        policy = self.policies.get(queue)
-        delivered: list[Message] = []
-        after: tuple[float, int] = (float("-inf"), -1)
         with self._store._transaction() as cur:
-            while len(delivered) < max_messages:
-                want = max_messages - len(delivered)
-                cur.execute(self._select_ready, (_encode(queue), now, after[0], after[1], want))
-                rows = cur.fetchall()
-                if not rows:
-                    break
-                for row in rows:
-                    after = (float(row[5]), int(row[0]))
-                    reason = policy.verdict(int(row[6]), float(row[5]), now) if policy else None
-                    if reason is not None and policy is not None:
-                        self._to_dlq(cur, row, policy.dlq_for(queue), reason, now)
-                        continue
-                    receipt = uuid.uuid4().hex
-                    cur.execute(self._deliver, (now + visibility_timeout, receipt, row[0]))
-                    delivered.append(
-                        replace(
-                            _message(row, receipt),
-                            receive_count=int(row[6]) + 1,
-                            visible_at=now + visibility_timeout,
-                        )
-                    )
-        return delivered
+            return receive_ready(
+                queue,
+                self.policies.get(queue),
+                max_messages,
+                visibility_timeout,
+                now,
+                select=lambda sent_at, seq, limit: cur.execute(
+                    self._select_ready, (_encode(queue), now, sent_at, seq, limit)
+                ).fetchall(),
+                deliver=lambda seq, visible_at, receipt: cur.execute(
+                    self._deliver, (visible_at, receipt, seq)
+                ),
+                relocate=lambda seq, dlq, attributes: self._to_dlq(cur, seq, dlq, attributes, now),
+                decode=_decode,
+            )
 
     def _to_dlq(
-        self, cur: psycopg.Cursor[_Row], row: _Row, dlq: str, reason: str, now: float
+        self, cur: psycopg.Cursor[Row], seq: int, dlq: str, attributes: str, now: float
     ) -> None:
-        message = _message(row)
-        attrs = dead_letter_attributes(
-            message.attributes, reason, message.queue, message.receive_count, message.sent_at
-        )
-        cur.execute(
-            self._relocate, (_encode(dlq), _encode(dump_attributes(attrs)), now, now, row[0])
-        )
+        cur.execute(self._relocate, (_encode(dlq), _encode(attributes), now, now, seq))
 
     def delete(self, queue: str, receipt: str) -> bool:
         """Delete the message whose latest receipt is ``receipt``."""
@@ -223,7 +195,8 @@ class PostgresQueue:
             row = cur.fetchone()
             if row is None:
                 return False
-            self._to_dlq(cur, row, dlq_of(self.policies, queue), reason, now)
+            attributes = dead_letter_attributes_of(row_message(row, _decode), reason)
+            self._to_dlq(cur, int(row[0]), dlq_of(self.policies, queue), attributes, now)
             return True
 
     def move(self, source: str, target: str, max_messages: int, now: float) -> list[str]:
@@ -291,7 +264,7 @@ class PostgresQueue:
                 (_encode(queue), max_messages),
             )
             rows = cur.fetchall()
-        return [_message(row) for row in rows]
+        return [row_message(row, _decode) for row in rows]
 
     # -- lifecycle -------------------------------------------------------------------------------
 

@@ -14,8 +14,14 @@ from __future__ import annotations
 import sqlite3
 import uuid
 from collections.abc import Mapping
-from dataclasses import replace
 
+from stormproof.events._queue_sql import (
+    COLUMNS,
+    Row,
+    dead_letter_attributes_of,
+    receive_ready,
+    row_message,
+)
 from stormproof.events.queue import (
     QUEUE_SCHEMA_VERSION,
     Message,
@@ -25,32 +31,13 @@ from stormproof.events.queue import (
     check_queue_name,
     check_receive,
     check_send,
-    dead_letter_attributes,
     dlq_of,
     dump_attributes,
-    load_attributes,
     with_default_table,
 )
 from stormproof.stores.sqlite import SCHEMA_TABLE, SQLiteStore
 
 __all__ = ["SQLiteQueue"]
-
-_COLUMNS = "seq, id, queue, body, attributes, sent_at, receive_count, visible_at, receipt"
-_Row = tuple[int, str, str, str, str, float, int, float, str | None]
-
-
-def _message(row: _Row, receipt: str | None = None) -> Message:
-    _seq, message_id, queue, body, attributes, sent_at, count, visible_at, stored = row
-    return Message(
-        message_id,
-        queue,
-        body,
-        load_attributes(attributes),
-        float(sent_at),
-        int(count),
-        float(visible_at),
-        stored if receipt is None else receipt,
-    )
 
 
 class SQLiteQueue:
@@ -64,7 +51,7 @@ class SQLiteQueue:
         t = f'"{self.table}"'
         self._t = t
         self._select_ready = (
-            f"SELECT {_COLUMNS} FROM {t} WHERE queue = ? AND visible_at <= ?"
+            f"SELECT {COLUMNS} FROM {t} WHERE queue = ? AND visible_at <= ?"
             " AND (sent_at, seq) > (?, ?) ORDER BY sent_at, seq LIMIT ?"
         )
         self._deliver = (
@@ -129,39 +116,26 @@ class SQLiteQueue:
         """Deliver up to ``max_messages``; dead-letter the ones the policy condemns."""
         check_receive(queue, max_messages, visibility_timeout)
         check_now(now)
-        policy = self.policies.get(queue)
-        delivered: list[Message] = []
-        after: tuple[float, int] = (float("-inf"), -1)
         with self._store._write() as conn:
-            while len(delivered) < max_messages:
-                want = max_messages - len(delivered)
-                rows: list[_Row] = conn.execute(
-                    self._select_ready, (queue, now, after[0], after[1], want)
-                ).fetchall()
-                if not rows:
-                    break
-                for row in rows:
-                    after = (row[5], row[0])
-                    reason = policy.verdict(row[6], row[5], now) if policy else None
-                    if reason is not None and policy is not None:
-                        self._to_dlq(conn, row, policy.dlq_for(queue), reason, now)
-                        continue
-                    receipt = uuid.uuid4().hex
-                    conn.execute(self._deliver, (now + visibility_timeout, receipt, row[0]))
-                    delivered.append(
-                        replace(
-                            _message(row, receipt),
-                            receive_count=row[6] + 1,
-                            visible_at=now + visibility_timeout,
-                        )
-                    )
-        return delivered
+            return receive_ready(
+                queue,
+                self.policies.get(queue),
+                max_messages,
+                visibility_timeout,
+                now,
+                select=lambda sent_at, seq, limit: conn.execute(
+                    self._select_ready, (queue, now, sent_at, seq, limit)
+                ).fetchall(),
+                deliver=lambda seq, visible_at, receipt: conn.execute(
+                    self._deliver, (visible_at, receipt, seq)
+                ),
+                relocate=lambda seq, dlq, attributes: self._to_dlq(conn, seq, dlq, attributes, now),
+            )
 
     def _to_dlq(
-        self, conn: sqlite3.Connection, row: _Row, dlq: str, reason: str, now: float
+        self, conn: sqlite3.Connection, seq: int, dlq: str, attributes: str, now: float
     ) -> None:
-        attrs = dead_letter_attributes(load_attributes(row[4]), reason, row[2], row[6], row[5])
-        conn.execute(self._relocate, (dlq, dump_attributes(attrs), now, now, row[0]))
+        conn.execute(self._relocate, (dlq, attributes, now, now, seq))
 
     def delete(self, queue: str, receipt: str) -> bool:
         """Delete the message whose latest receipt is ``receipt``."""
@@ -187,13 +161,14 @@ class SQLiteQueue:
         check_queue_name(queue)
         check_now(now)
         with self._store._write() as conn:
-            row: _Row | None = conn.execute(
-                f"SELECT {_COLUMNS} FROM {self._t} WHERE queue = ? AND receipt = ?",
+            row: Row | None = conn.execute(
+                f"SELECT {COLUMNS} FROM {self._t} WHERE queue = ? AND receipt = ?",
                 (queue, receipt),
             ).fetchone()
             if row is None:
                 return False
-            self._to_dlq(conn, row, dlq_of(self.policies, queue), reason, now)
+            attributes = dead_letter_attributes_of(row_message(row), reason)
+            self._to_dlq(conn, row[0], dlq_of(self.policies, queue), attributes, now)
             return True
 
     def move(self, source: str, target: str, max_messages: int, now: float) -> list[str]:
@@ -244,15 +219,15 @@ class SQLiteQueue:
     def peek(self, queue: str, max_messages: int = 10) -> list[Message]:
         """The oldest messages, visible or not, unchanged."""
         check_receive(queue, max_messages, 0.0)
-        rows: list[_Row] = (
+        rows: list[Row] = (
             self._store._conn()
             .execute(
-                f"SELECT {_COLUMNS} FROM {self._t} WHERE queue = ? ORDER BY sent_at, seq LIMIT ?",
+                f"SELECT {COLUMNS} FROM {self._t} WHERE queue = ? ORDER BY sent_at, seq LIMIT ?",
                 (queue, max_messages),
             )
             .fetchall()
         )
-        return [_message(row) for row in rows]
+        return [row_message(row) for row in rows]
 
     # -- lifecycle -------------------------------------------------------------------------------
 

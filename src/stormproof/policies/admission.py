@@ -43,6 +43,7 @@ from typing import Protocol, runtime_checkable
 
 from stormproof._validate import finite_above, finite_at_least, int_at_least
 from stormproof.errors import ConfigError
+from stormproof.policies._window import SlicedCounts
 from stormproof.policies.ratelimit import GRANTED, TokenBucket
 
 __all__ = [
@@ -423,6 +424,10 @@ class PriorityShedder:
 
 # -- client-side adaptive throttling ------------------------------------------------------------
 
+# The counters of AdaptiveThrottle's window.
+_REQUESTS = 0
+_ACCEPTS = 1
+
 
 class AdaptiveThrottle:
     """Client-side adaptive throttling from the Google SRE book, ch. 21 "Handling Overload".
@@ -454,14 +459,10 @@ class AdaptiveThrottle:
     """
 
     __slots__ = (
-        "_accepts",
-        "_boundary",
         "_bucket_accepts",
         "_bucket_requests",
-        "_head",
-        "_requests",
-        "_slot",
-        "_width",
+        "_counts",
+        "_totals",
         "buckets",
         "k",
         "window",
@@ -474,57 +475,22 @@ class AdaptiveThrottle:
         self.k = float(k)
         self.window = float(window)
         self.buckets = buckets
-        self._width = self.window / buckets
-        self._bucket_requests = [0] * buckets
-        self._bucket_accepts = [0] * buckets
-        self._requests = 0
-        self._accepts = 0
-        self._head: int | None = None  # index of the newest time slice seen
-        self._boundary = -math.inf  # where the newest slice ends
-        self._slot = 0
-
-    def _advance(self, now: float) -> int:
-        """Move the window to ``now``, forgetting slices that fell out; returns the slot."""
-        if now < self._boundary:
-            # Still in the newest slice, the common case: no division needed. An earlier time
-            # (a clock that stepped back) is also booked here.
-            return self._slot
-        index = int(now // self._width)
-        head = self._head
-        n = self.buckets
-        if head is None:
-            self._head = index
-        elif index > head:
-            requests, accepts = self._bucket_requests, self._bucket_accepts
-            if index - head >= n:
-                for slot in range(n):
-                    requests[slot] = accepts[slot] = 0
-                self._requests = self._accepts = 0
-            else:
-                for i in range(head + 1, index + 1):
-                    slot = i % n
-                    self._requests -= requests[slot]
-                    self._accepts -= accepts[slot]
-                    requests[slot] = accepts[slot] = 0
-            self._head = index
-        else:
-            # A time before the newest seen is booked into the newest slice: clocks handed to
-            # a sans-IO policy may step back a little, and the window must not grow stale.
-            return head % n
-        self._boundary = (index + 1) * self._width
-        self._slot = index % n
-        return self._slot
+        self._counts = counts = SlicedCounts(self.window, buckets, 2)
+        self._bucket_requests, self._bucket_accepts = counts.rings
+        self._totals = counts.totals  # [_REQUESTS, _ACCEPTS]
 
     def counts(self, now: float) -> tuple[int, int]:
         """``(requests, accepts)`` within the window at ``now``."""
-        self._advance(now)
-        return self._requests, self._accepts
+        self._counts.advance(now)
+        totals = self._totals
+        return totals[_REQUESTS], totals[_ACCEPTS]
 
     def reject_probability(self, now: float) -> float:
         """``max(0, (requests - k * accepts) / (requests + 1))`` over the window at ``now``."""
-        self._advance(now)
-        requests = self._requests
-        return max(0.0, (requests - self.k * self._accepts) / (requests + 1))
+        self._counts.advance(now)
+        totals = self._totals
+        requests = totals[_REQUESTS]
+        return max(0.0, (requests - self.k * totals[_ACCEPTS]) / (requests + 1))
 
     def allow(self, now: float, rng: random.Random) -> bool:
         """Whether to send a request now; a local rejection is counted as a request.
@@ -532,26 +498,28 @@ class AdaptiveThrottle:
         Draws exactly one number from ``rng`` on every call, even when the probability is 0,
         so that how much of a random stream is used does not depend on the backend's health.
         """
-        slot = self._advance(now)
-        requests = self._requests
-        probability = (requests - self.k * self._accepts) / (requests + 1)
+        slot = self._counts.advance(now)
+        totals = self._totals
+        requests = totals[_REQUESTS]
+        probability = (requests - self.k * totals[_ACCEPTS]) / (requests + 1)
         if rng.random() < probability:  # a negative probability never rejects: the max(0, ...)
             self._bucket_requests[slot] += 1
-            self._requests += 1
+            totals[_REQUESTS] += 1
             return False
         return True
 
     def record(self, now: float, accepted: bool) -> None:
         """Count a request that was sent, and whether the backend accepted it."""
-        slot = self._advance(now)
+        slot = self._counts.advance(now)
+        totals = self._totals
         self._bucket_requests[slot] += 1
-        self._requests += 1
+        totals[_REQUESTS] += 1
         if accepted:
             self._bucket_accepts[slot] += 1
-            self._accepts += 1
+            totals[_ACCEPTS] += 1
 
     def __repr__(self) -> str:
         return (
             f"AdaptiveThrottle(k={self.k:g}, window={self.window:g}, buckets={self.buckets}, "
-            f"requests={self._requests}, accepts={self._accepts})"
+            f"requests={self._totals[_REQUESTS]}, accepts={self._totals[_ACCEPTS]})"
         )

@@ -21,12 +21,12 @@ for the few arithmetic operations of a call.
 
 from __future__ import annotations
 
-import math
 import threading
 from typing import Protocol, runtime_checkable
 
 from stormproof._validate import finite_above, finite_at_least, int_at_least
 from stormproof.errors import ConfigError
+from stormproof.policies._window import SlicedCounts
 
 __all__ = [
     "AdaptiveTokenBucket",
@@ -35,6 +35,10 @@ __all__ = [
     "RatioBudget",
     "RetryBudget",
 ]
+
+# The counters of RatioBudget's window.
+_REQUESTS = 0
+_RETRIES = 1
 
 
 @runtime_checkable
@@ -188,15 +192,11 @@ class RatioBudget:
     """
 
     __slots__ = (
-        "_boundary",
-        "_generation",
-        "_index",
         "_lock",
-        "_requests",
-        "_retries",
         "_slot_requests",
         "_slot_retries",
-        "_slot_width",
+        "_totals",
+        "_window",
         "min_retries_per_second",
         "ratio",
         "reserve",
@@ -224,47 +224,21 @@ class RatioBudget:
         self.ttl = float(ttl)
         self.slots = slots
         self.reserve = self.min_retries_per_second * self.ttl
-        self._slot_width = self.ttl / slots
-        self._slot_requests = [0] * slots
-        self._slot_retries = [0] * slots
-        self._requests = 0
-        self._retries = 0
-        self._generation: int | None = None
-        self._boundary = -math.inf
-        self._index = 0
+        self._window = window = SlicedCounts(self.ttl, slots, 2)
+        self._slot_requests, self._slot_retries = window.rings
+        self._totals = window.totals  # [_REQUESTS, _RETRIES]
         self._lock = threading.Lock()
 
-    def _expire(self, now: float) -> int:
-        """Drop buckets older than ``ttl`` and return the index of the current one."""
-        if now < self._boundary:
-            # Still inside the current bucket -- the common case. A time earlier than the newest
-            # seen (threads sharing a clock can interleave) is also booked here rather than
-            # rewriting history.
-            return self._index
-        generation = int(now // self._slot_width)
-        last = self._generation
-        if last is not None:
-            stale = min(generation - last, self.slots)
-            for step in range(1, stale + 1):
-                index = (last + step) % self.slots
-                self._requests -= self._slot_requests[index]
-                self._retries -= self._slot_retries[index]
-                self._slot_requests[index] = 0
-                self._slot_retries[index] = 0
-        self._generation = generation
-        self._boundary = (generation + 1) * self._slot_width
-        self._index = generation % self.slots
-        return self._index
-
     def _balance(self) -> float:
-        return self.ratio * self._requests + self.reserve - self._retries
+        totals = self._totals
+        return self.ratio * totals[_REQUESTS] + self.reserve - totals[_RETRIES]
 
     def on_request(self, now: float) -> None:
         """Deposit ``ratio`` of a retry."""
         with self._lock:
-            index = self._expire(now)
+            index = self._window.advance(now)
             self._slot_requests[index] += 1
-            self._requests += 1
+            self._totals[_REQUESTS] += 1
 
     def on_failure(self, now: float) -> None:
         """No effect: only requests and retries count."""
@@ -274,11 +248,11 @@ class RatioBudget:
     ) -> float | None:
         """Withdraw one retry if the balance over the last ``ttl`` seconds allows it."""
         with self._lock:
-            index = self._expire(now)
+            index = self._window.advance(now)
             if self._balance() < 1.0:
                 return None
             self._slot_retries[index] += 1
-            self._retries += 1
+            self._totals[_RETRIES] += 1
         return 1.0
 
     def on_success(self, now: float, *, retry_cost: float | None = None) -> None:
@@ -287,7 +261,7 @@ class RatioBudget:
     def available(self, now: float) -> float:
         """Retries the budget would allow right now (never negative)."""
         with self._lock:
-            self._expire(now)
+            self._window.advance(now)
             return max(0.0, self._balance())
 
     def __repr__(self) -> str:

@@ -15,7 +15,13 @@
   making ``--calls`` calls on its own keys, started together; the rate is all calls over the wall
   time. On PostgreSQL concurrent commits share WAL flushes (group commit); SQLite has one writer.
 * ``--only sqlite,postgres`` runs only those groups (``validation``, ``sqlite``, ``postgres``,
-  ``redis``, ``dynamodb``).
+  ``redis``, ``dynamodb``, ``async``).
+* ``--only async`` -- asyncio services: ``async_{postgres,redis}_xN`` /
+  ``async_duplicate_..._xN`` rows are N concurrent tasks on one event loop, each making
+  ``--calls``/N idempotent calls, through the native async store (``stores.open_async``); the
+  peer is the blocking store of the same URL with ``store_calls="thread"`` (each store call in
+  ``asyncio.to_thread``, the loop's default executor: min(32, CPUs + 4) threads). N comes from
+  ``--tasks`` (repeatable, default 16); the PostgreSQL pool has ``pool_max=N`` in both.
 * ``idempotent_redis`` / ``idempotent_duplicate_redis`` -- the same on Redis (127.0.0.1:6379,
   db 15, a unique key prefix) when it answers; peer: AWS Lambda Powertools' idempotency utility
   (``idempotent_function``) with its Redis persistence layer on the same server and db.
@@ -43,6 +49,7 @@ better for us).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import importlib.util
 import json
 import socket
@@ -52,7 +59,7 @@ import threading
 import time
 import uuid
 import warnings
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -297,6 +304,74 @@ def _identity(value: int) -> int:
     return value
 
 
+async def _aidentity(value: int) -> int:
+    return value
+
+
+async def async_rates(
+    engine: Idempotency, label: str, n: int, repeats: int, tasks: int
+) -> dict[str, float]:
+    """Calls/s of ``tasks`` concurrent tasks on ``engine``: new keys, then one completed key."""
+
+    async def timed(work: Callable[[int], Awaitable[None]]) -> float:
+        samples = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            await asyncio.gather(*(work(t) for t in range(tasks)))
+            samples.append(per_task * tasks / (time.perf_counter() - start))
+        return statistics.median(samples)
+
+    per_task = max(n // tasks, 1)
+    prefix = uuid.uuid4().hex
+    done_key = f"{prefix}-done"
+    await engine.arun(done_key, {"i": 0}, _aidentity, 0)
+
+    async def fresh(task: int) -> None:
+        batch = uuid.uuid4().hex
+        for i in range(per_task):
+            await engine.arun(f"{prefix}-{batch}-{task}-{i}", {"i": i}, _aidentity, i)
+
+    async def duplicate(task: int) -> None:
+        for _ in range(per_task):
+            await engine.arun(done_key, {"i": 0}, _aidentity, 0)
+
+    return {
+        f"async_{label}_x{tasks}": await timed(fresh),
+        f"async_duplicate_{label}_x{tasks}": await timed(duplicate),
+    }
+
+
+def async_rows(url: str, label: str, n: int, repeats: int, tasks: int) -> list[dict[str, Any]]:
+    """Native async store against the blocking store with ``store_calls="thread"``."""
+    from stormproof import stores
+
+    blocking = stores.open(url)
+    blocking.init()
+
+    async def native() -> dict[str, float]:
+        store = stores.open_async(url)
+        try:
+            return await async_rates(Idempotency(store), label, n, repeats, tasks)
+        finally:
+            await store.close()
+
+    async def threaded() -> dict[str, float]:
+        engine = Idempotency(blocking, store_calls="thread")
+        return await async_rates(engine, label, n, repeats, tasks)
+
+    try:
+        ours = asyncio.run(native())
+        peer = asyncio.run(threaded())
+    finally:
+        drop = getattr(blocking, "drop", None)
+        if drop is not None:
+            drop()
+        blocking.close()
+    rows = [{"case": case, "ours_per_s": rate} for case, rate in ours.items()]
+    with_peer(rows, 'store_calls="thread"', peer)
+    return rows
+
+
 def _up(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=1.0):
@@ -311,6 +386,7 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=5_000)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, action="append", default=None)
+    parser.add_argument("--tasks", type=int, action="append", default=None)
     parser.add_argument("--only", default="validation,sqlite,postgres,redis,dynamodb")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--quick", action="store_true")
@@ -332,6 +408,18 @@ def main() -> None:
         rows += idempotency_rows(pg, "postgres", args.calls // 5, args.repeats, threads)
     if "redis" in only and _up(6379) and _has("redis"):
         rows += redis_rows(args.calls, args.repeats)
+    if "async" in only:
+        for tasks in dict.fromkeys(args.tasks or (16,)):
+            if tasks < 1:
+                parser.error("--tasks must be >= 1")
+            if _up(5432) and _has("psycopg"):
+                table = f"sp_bench_{uuid.uuid4().hex[:8]}"
+                pg = f"postgresql://postgres@127.0.0.1:5432/test?table={table}&pool_max={tasks}"
+                rows += async_rows(pg, "postgres", args.calls // 5, args.repeats, tasks)
+            if _up(6379) and _has("redis"):
+                prefix = f"sp-bench-{uuid.uuid4().hex[:12]}:"
+                redis_url = f"redis://127.0.0.1:6379/15?prefix={prefix}"
+                rows += async_rows(redis_url, "redis", args.calls, args.repeats, tasks)
     if "dynamodb" in only and _has("moto") and _has("boto3"):
         # moto parses every request in-process (~10 ms per write), so fewer calls.
         rows += dynamodb_rows(max(args.calls // 25, 20), args.repeats)

@@ -4,17 +4,24 @@ DynamoDB emulated in-process by moto.
 PostgreSQL (127.0.0.1:5432, database ``test``) and Redis (127.0.0.1:6379) are used when they
 answer. When one does not, its tests are skipped with the reason -- unless
 ``STORMPROOF_REQUIRE_SERVICES=1`` (set by ``.ci/run``), where a missing server is a failure.
-Each test gets its own table or key prefix, dropped afterwards. DynamoDB tests run inside
+Each test gets its own table or key prefix, dropped afterwards. The ``store`` fixture runs each
+conformance scenario twice per back end: on ``stores.open(url)`` and on ``stores.open_async(url)``
+(native PostgreSQL and Redis stores, the ``to_thread`` adapter for the others) through
+:class:`async_shim.BlockingView`. DynamoDB tests run inside
 ``moto.mock_aws()`` (the ``aws_mock`` fixture), with fake credentials, so nothing leaves the
 process; the mock outlives the ``store`` fixture, whose tear-down drops the table.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 import pytest
+from async_shim import BlockingView
+from async_shim import drop as drop_async
 from store_services import POSTGRES, REDIS, require_service, store_url
 
 from stormproof import stores
@@ -63,8 +70,27 @@ def url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
     return store_url(backend, tmp_path)
 
 
+@pytest.fixture(params=["sync", "async"])
+def api(request: pytest.FixtureRequest) -> str:
+    """Which protocol the ``store`` fixture exercises: ``stores.open`` or ``stores.open_async``."""
+    return str(request.param)
+
+
 @pytest.fixture
-def store(url: str) -> Iterator[IdempotencyStore]:
+def store(url: str, api: str) -> Iterator[IdempotencyStore]:
+    """The back end of ``url``, through the blocking API or (``api == "async"``) through
+    ``stores.open_async`` behind a blocking view, so one set of scenarios covers both."""
+    if api == "async":
+        with asyncio.Runner() as runner:
+            native = stores.open_async(url)
+            view = cast(IdempotencyStore, BlockingView(native, runner))
+            view.init()
+            try:
+                yield view
+            finally:
+                runner.run(drop_async(native))
+                view.close()
+        return
     opened = stores.open(url)
     opened.init()
     try:

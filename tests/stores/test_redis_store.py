@@ -20,6 +20,7 @@ from stormproof.errors import ConfigError
 pytest.importorskip("redis", reason="the redis extra is not installed")
 
 from stormproof.stores.redis import DEFAULT_PREFIX, DEFAULT_TTL_MARGIN, RedisStore
+from stormproof.stores.redis_async import AsyncRedisStore
 
 T0 = 1_700_000_000.0
 LEASE = 30.0
@@ -81,9 +82,12 @@ def test_default_prefix_and_margin() -> None:
         ("http://127.0.0.1:6379/0", "url"),
     ],
 )
-def test_bad_values_raise_config_error_naming_the_field(url: str, field: str) -> None:
+@pytest.mark.parametrize("store_class", [RedisStore, AsyncRedisStore])
+def test_bad_values_raise_config_error_naming_the_field(
+    url: str, field: str, store_class: type[RedisStore | AsyncRedisStore]
+) -> None:
     with pytest.raises(ConfigError) as caught:
-        RedisStore(url)
+        store_class(url)
     assert caught.value.field == field
     assert str(caught.value).startswith(f"{field}: ")
 

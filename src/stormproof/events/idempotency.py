@@ -37,10 +37,15 @@ renewal, so it can be called in every iteration of a loop. Both return ``False``
 has taken the key over (the claim is fenced): stop the work then. Nothing renews in the
 background: no thread or task is started.
 
-**Async store calls.** ``arun`` (and the decorator on ``async def``) call a blocking store from the
+**Async store calls.** ``arun`` (and the decorator on ``async def``) await an async store
+(:class:`~stormproof.stores.aio.AsyncIdempotencyStore`, from ``stores.open_async``) natively: a
+PostgreSQL or Redis round trip never holds the event loop. A blocking store is called from the
 event loop by default (``store_calls="inline"``): every store call holds the loop for one round
 trip, which is fine for the memory and SQLite stores. ``Idempotency(..., store_calls="thread")``
-runs each store call in ``asyncio.to_thread`` instead, for network back ends.
+runs each call of a blocking store in ``asyncio.to_thread`` instead. Either way a store call that
+has started is finished even if the calling task is cancelled, and a key claimed for a cancelled
+caller is released at once. An async store serves only ``arun``: ``run`` and the decorator on a
+plain function need a blocking store.
 """
 
 from __future__ import annotations
@@ -62,6 +67,7 @@ from typing import Any, Literal, TypeVar, cast
 from stormproof._validate import finite_above, optional_positive
 from stormproof.errors import ConfigError, StormproofError
 from stormproof.policies.backoff import Backoff, Exponential, Jitter
+from stormproof.stores.aio import AsyncIdempotencyStore, ThreadedStore, is_async_store
 from stormproof.stores.base import Claim, IdempotencyRecord, IdempotencyStore, RecordStatus
 
 __all__ = [
@@ -254,21 +260,21 @@ class IdempotencyLease:
         if self._lost:
             return False  # a token never regains a key: no need to ask the store
         seconds = self._lease(lease)
+        store = self._engine._blocking_store("renew()")
         now = self._engine.clock()
-        return self._renewed(
-            self._engine.store.extend(self.key, self.token, now, lease=seconds), now, seconds
-        )
+        return self._renewed(store.extend(self.key, self.token, now, lease=seconds), now, seconds)
 
     async def arenew(self, lease: float | None = None) -> bool:
-        """:meth:`renew` for async code (in a thread when the engine's ``store_calls="thread"``)."""
+        """:meth:`renew` for async code.
+
+        Awaits an async store; calls a blocking one as the engine's ``store_calls`` says.
+        """
         if self._lost:
             return False
         seconds = self._lease(lease)
         now = self._engine.clock()
-        ok = await self._engine._store_call(
-            self._engine.store.extend, self.key, self.token, now, lease=seconds
-        )
-        return self._renewed(ok, now, seconds)
+        ok = await self._engine._store_call("extend", self.key, self.token, now, lease=seconds)
+        return self._renewed(bool(ok), now, seconds)
 
     def _due(self) -> bool:
         return self._engine.clock() - self._renewed_at >= self._engine.config.renew_interval
@@ -290,20 +296,23 @@ class Idempotency:
     """Runs calls idempotently against ``store``.
 
     Args:
-        store: an :class:`~stormproof.stores.base.IdempotencyStore` (call its ``init()`` once).
+        store: an :class:`~stormproof.stores.base.IdempotencyStore` (call its ``init()`` once), or
+            an :class:`~stormproof.stores.aio.AsyncIdempotencyStore` (``stores.open_async``),
+            which serves :meth:`arun` only.
         config: the behaviour (:class:`IdempotencyConfig`).
         clock: wall-clock epoch seconds (default ``time.time``); records are shared between
             processes, so this is not a monotonic clock.
         sleep / async_sleep: how ``"wait"`` waits (defaults: ``time.sleep``/``asyncio.sleep``).
         rng: jitter for the waits.
-        store_calls: how :meth:`arun` calls the (blocking) store: ``"inline"`` on the event loop
+        store_calls: how :meth:`arun` calls a blocking store: ``"inline"`` on the event loop
             (the default; right for the memory and SQLite stores), or ``"thread"`` through
-            ``asyncio.to_thread`` (for network stores, so one round trip does not hold the loop).
+            ``asyncio.to_thread`` (so one round trip does not hold the loop). An async store is
+            always awaited; ``"thread"`` is refused for it.
     """
 
     def __init__(
         self,
-        store: IdempotencyStore,
+        store: IdempotencyStore | AsyncIdempotencyStore,
         config: IdempotencyConfig | None = None,
         *,
         clock: Callable[[], float] = time.time,
@@ -312,11 +321,31 @@ class Idempotency:
         rng: random.Random | None = None,
         store_calls: Literal["inline", "thread"] = "inline",
     ) -> None:
-        if not isinstance(store, IdempotencyStore):
-            raise ConfigError("store", "must implement the IdempotencyStore protocol", store)
+        native = is_async_store(store)
+        if not native and not isinstance(store, IdempotencyStore):
+            raise ConfigError(
+                "store", "must implement IdempotencyStore or AsyncIdempotencyStore", store
+            )
         if store_calls not in ("inline", "thread"):
             raise ConfigError("store_calls", 'must be "inline" or "thread"', store_calls)
-        self.store = store
+        if native and store_calls == "thread":
+            raise ConfigError(
+                "store_calls",
+                'must be "inline" for an async store (it is awaited and never blocks the loop)',
+                store_calls,
+            )
+        self.store: IdempotencyStore | AsyncIdempotencyStore = store
+        # The blocking store behind run() and renew(); None when ``store`` is async.
+        self._sync: IdempotencyStore | None = None if native else cast(IdempotencyStore, store)
+        # What arun awaits; None means: call the blocking store on the loop.
+        self._async: AsyncIdempotencyStore | None = None
+        if native:
+            self._async = cast(AsyncIdempotencyStore, store)
+        elif store_calls == "thread":
+            self._async = ThreadedStore(cast(IdempotencyStore, store))
+        # Store calls that must finish although their caller was cancelled: referenced here
+        # until done, since the event loop keeps only weak references to tasks.
+        self._unfinished: set[asyncio.Future[Any]] = set()
         self.config = config if config is not None else IdempotencyConfig()
         self.clock = clock
         self.sleep = sleep
@@ -376,21 +405,32 @@ class Idempotency:
             return json.dumps({"error": type(error).__name__, "message": str(error)})
         return None
 
-    def _failed(self, key: str, token: str, error: BaseException) -> None:
+    def _blocking_store(self, caller: str) -> IdempotencyStore:
+        """The blocking store, or a ConfigError naming ``caller`` when the store is async."""
+        if self._sync is None:
+            raise ConfigError(
+                "store",
+                f"is an async store, which {caller} cannot use: await arun() / arenew(), or "
+                "give a blocking store (stores.open)",
+                self.store,
+            )
+        return self._sync
+
+    def _failed(self, store: IdempotencyStore, key: str, token: str, error: BaseException) -> None:
         detail = self._error_detail(error)
         if detail is not None:
-            self.store.fail(key, token, detail, self.clock(), ttl=self.config.ttl)
+            store.fail(key, token, detail, self.clock(), ttl=self.config.ttl)
         else:
-            self.store.release(key, token)
+            store.release(key, token)
 
     # -- sync and async runners -------------------------------------------------------------
 
     def run(self, key: str, payload: Any, fn: Callable[..., R], *args: Any, **kwargs: Any) -> R:
         """Run ``fn(*args, **kwargs)`` once for ``key``; duplicates get the stored result."""
+        store = self._blocking_store("run()")
         digest = payload_hash(payload)
         token = _new_token()
         config = self.config
-        store = self.store
         started: float | None = None
         polls = 0
         while True:
@@ -404,7 +444,7 @@ class Idempotency:
                 try:
                     result = fn(*args, **kwargs)
                 except BaseException as error:
-                    self._failed(key, token, error)
+                    self._failed(store, key, token, error)
                     raise
                 finally:
                     _CURRENT_LEASE.reset(reset)
@@ -413,7 +453,7 @@ class Idempotency:
                 except IdempotencyError as error:
                     # The function ran, but its result cannot be stored: handle it like a
                     # failure (released, or kept as failed per on_error) and say so plainly.
-                    self._failed(key, token, cast(BaseException, error.__cause__))
+                    self._failed(store, key, token, cast(BaseException, error.__cause__))
                     raise
                 if not store.complete(key, token, text, self.clock(), ttl=config.ttl):
                     self._warn_fenced(key)
@@ -423,47 +463,62 @@ class Idempotency:
             polls += 1
             self.sleep(self._wait_delay(key, record, started, polls))
 
-    async def _store_call(self, method: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Call a store method inline or, with ``store_calls="thread"``, in a worker thread."""
-        if self.store_calls == "inline":
-            return method(*args, **kwargs)
-        return await asyncio.to_thread(method, *args, **kwargs)
+    def _finish_anyway(self, call: Awaitable[T]) -> asyncio.Future[T]:
+        """``call`` as a task that runs to its end even if the awaiting caller is cancelled."""
+        task = asyncio.ensure_future(call)
+        self._unfinished.add(task)
+        task.add_done_callback(self._unfinished.discard)
+        return task
+
+    async def _store_call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """Call store ``method`` on the loop, or await it to its end even if cancelled.
+
+        A blocking store with ``store_calls="inline"`` is called on the loop; otherwise the call
+        is awaited (in a thread for ``"thread"``) and finishes even if this caller is cancelled.
+        """
+        if self._async is None:
+            return getattr(self._blocking_store("arun()"), method)(*args, **kwargs)
+        # shield: a cancelled caller must not interrupt a write half-way (a completion is
+        # still stored; a release still frees the key).
+        return await asyncio.shield(
+            self._finish_anyway(getattr(self._async, method)(*args, **kwargs))
+        )
 
     async def _aclaim(self, key: str, digest: str, token: str, now: float) -> Claim:
         config = self.config
-        if self.store_calls == "inline":
-            return self.store.claim(key, digest, token, now, lease=config.lease, ttl=config.ttl)
-        call = functools.partial(
-            self.store.claim, key, digest, token, now, lease=config.lease, ttl=config.ttl
-        )
-        future = asyncio.get_running_loop().run_in_executor(None, call)
+        if self._async is None:
+            store = self._blocking_store("arun()")
+            return store.claim(key, digest, token, now, lease=config.lease, ttl=config.ttl)
+        call = self._async.claim(key, digest, token, now, lease=config.lease, ttl=config.ttl)
+        claiming = self._finish_anyway(call)
         try:
-            # shield: a cancelled caller must not lose track of a claim the thread still makes.
-            return await asyncio.shield(future)
+            # shield: a cancelled caller must not lose track of a claim the store still makes.
+            return await asyncio.shield(claiming)
         except asyncio.CancelledError:
-            future.add_done_callback(functools.partial(self._release_orphan, key, token))
+            claiming.add_done_callback(functools.partial(self._release_orphan, key, token))
             raise
 
-    def _release_orphan(self, key: str, token: str, future: asyncio.Future[Claim]) -> None:
-        """The caller was cancelled during its claim: give back a key the thread took for it."""
-        if future.cancelled() or future.exception() is not None or not future.result().claimed:
+    def _release_orphan(self, key: str, token: str, claiming: asyncio.Future[Claim]) -> None:
+        """The caller was cancelled during its claim: give back a key the store took for it."""
+        if claiming.cancelled() or claiming.exception() is not None:
             return
-        loop = asyncio.get_running_loop()
-        loop.run_in_executor(None, self.store.release, key, token)
+        if claiming.result().claimed and self._async is not None:
+            self._finish_anyway(self._async.release(key, token))
 
     async def _afailed(self, key: str, token: str, error: BaseException) -> None:
         detail = self._error_detail(error)
         if detail is not None:
-            await self._store_call(
-                self.store.fail, key, token, detail, self.clock(), ttl=self.config.ttl
-            )
+            await self._store_call("fail", key, token, detail, self.clock(), ttl=self.config.ttl)
         else:
-            await self._store_call(self.store.release, key, token)
+            await self._store_call("release", key, token)
 
     async def arun(
         self, key: str, payload: Any, fn: Callable[..., Awaitable[R]], *args: Any, **kwargs: Any
     ) -> R:
-        """The ``async`` form of :meth:`run`; store calls per ``store_calls``."""
+        """The ``async`` form of :meth:`run`.
+
+        Awaits an async store; calls a blocking one as ``store_calls`` says.
+        """
         digest = payload_hash(payload)
         token = _new_token()
         started: float | None = None
@@ -488,7 +543,7 @@ class Idempotency:
                     await self._afailed(key, token, cast(BaseException, error.__cause__))
                     raise
                 stored = await self._store_call(
-                    self.store.complete, key, token, text, self.clock(), ttl=self.config.ttl
+                    "complete", key, token, text, self.clock(), ttl=self.config.ttl
                 )
                 if not stored:
                     self._warn_fenced(key)
@@ -500,7 +555,7 @@ class Idempotency:
 
 
 def idempotent(
-    store: IdempotencyStore,
+    store: IdempotencyStore | AsyncIdempotencyStore,
     *,
     key: Callable[..., Any] | None = None,
     payload: Callable[..., Any] | None = None,
@@ -510,7 +565,8 @@ def idempotent(
     """Make a sync or async function idempotent.
 
     Args:
-        store: where records live.
+        store: where records live: a blocking store, or an async one (``stores.open_async``)
+            for ``async def`` functions only.
         key: computes the idempotency key from the call's arguments (an explicit token such as
             an ``Idempotency-Key`` header, or an order id). Default: the payload hash.
         payload: selects the part of the arguments that identifies the request, checked for key
@@ -547,6 +603,8 @@ def idempotent(
                 return await engine.arun(name, body, fn, *args, **kwargs)
 
             return cast(F, guarded_async)
+
+        engine._blocking_store(f"the plain function {namespace}")
 
         @functools.wraps(fn)
         def guarded(*args: Any, **kwargs: Any) -> Any:

@@ -12,6 +12,15 @@ so several applications or test runs can share one database; DynamoDB takes the 
 the URL's host (``dynamodb://TABLE``). The heavy back ends are optional extras
 (``stormproof[postgres]``, ``stormproof[redis]``, ``stormproof[aws]`` for DynamoDB) imported
 only when their URL is opened.
+
+For asyncio services, ``stormproof.stores.open_async(url)`` opens the same back ends behind the
+async protocol (:class:`~stormproof.stores.aio.AsyncIdempotencyStore`, every method a
+coroutine): natively on PostgreSQL (psycopg's ``AsyncConnectionPool``) and Redis
+(``redis.asyncio``), and through :class:`~stormproof.stores.aio.ThreadedStore`
+(``asyncio.to_thread``) for memory, SQLite and DynamoDB::
+
+    store = stormproof.stores.open_async("postgresql://user@host/db")
+    await store.init()
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from stormproof.errors import ConfigError
+from stormproof.stores.aio import AsyncIdempotencyStore, ThreadedStore, is_async_store
 from stormproof.stores.base import (
     SCHEMA_VERSION,
     Claim,
@@ -30,12 +40,16 @@ from stormproof.stores.memory import MemoryStore
 
 __all__ = [
     "SCHEMA_VERSION",
+    "AsyncIdempotencyStore",
     "Claim",
     "IdempotencyRecord",
     "IdempotencyStore",
     "MemoryStore",
     "RecordStatus",
+    "ThreadedStore",
+    "is_async_store",
     "open",
+    "open_async",
 ]
 
 _SCHEMES = ("memory", "sqlite", "postgresql", "postgres", "redis", "dynamodb")
@@ -68,3 +82,22 @@ def open(url: str) -> IdempotencyStore:
     raise ConfigError(
         "url", f"scheme {scheme!r} is not supported; use one of {', '.join(_SCHEMES)}", url
     )
+
+
+def open_async(url: str) -> AsyncIdempotencyStore:
+    """Open the store at ``url`` behind the async protocol; the URLs are those of :func:`open`.
+
+    PostgreSQL and Redis get their native asyncio stores; memory, SQLite and DynamoDB the
+    blocking store in a :class:`~stormproof.stores.aio.ThreadedStore`. Opening connects to
+    nothing: ``await store.init()`` once, from the event loop that will use the store.
+    """
+    scheme = urlsplit(url).scheme
+    if scheme in ("postgresql", "postgres"):
+        from stormproof.stores.postgres_async import AsyncPostgresStore
+
+        return AsyncPostgresStore(url)
+    if scheme == "redis":
+        from stormproof.stores.redis_async import AsyncRedisStore
+
+        return AsyncRedisStore(url)
+    return ThreadedStore(open(url))

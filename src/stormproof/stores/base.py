@@ -17,6 +17,7 @@ An idempotency record guards one operation, identified by a key:
 Every back end implements the same semantics and passes the same conformance suite
 (``tests/stores/test_conformance.py``). Times are wall-clock epoch seconds, passed in by the
 caller (records are shared between processes and machines, so a monotonic clock would not do).
+The same methods as coroutines form :class:`stormproof.stores.aio.AsyncIdempotencyStore`.
 """
 
 from __future__ import annotations

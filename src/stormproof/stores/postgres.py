@@ -191,21 +191,94 @@ def _record(row: _Row) -> IdempotencyRecord:
     )
 
 
-class PostgresStore:
-    """Idempotency records in a PostgreSQL table. See the module docstring for the URL."""
+def _pool_options(config: PostgresURL) -> dict[str, Any]:
+    """The pool settings of a store, for ``ConnectionPool`` and ``AsyncConnectionPool`` alike."""
+    return {
+        "min_size": config.pool_min,
+        "max_size": config.pool_max,
+        "timeout": config.pool_timeout,
+        # Autocommit: a single statement is its own transaction, committed in the same round
+        # trip; multi-statement work opens conn.transaction() explicitly.
+        "kwargs": {"autocommit": True},
+        "name": f"stormproof-{config.table}",
+        "open": False,
+    }
 
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self._config = parse_url(url)
-        self._pool: ConnectionPool[psycopg.Connection[_Row]] | None = None
-        self._pool_lock = threading.Lock()
-        table = sql.Identifier(self._config.table)
+
+def _claim_params(
+    key: str, payload_hash: str, token: str, now: float, lease: float, ttl: float
+) -> dict[str, Any]:
+    """The parameters of ``claim_or_read``."""
+    return {
+        "key": _encode(key),
+        "hash": _encode(payload_hash),
+        "token": _encode(token),
+        "expires": now + ttl,
+        "lease": now + lease,
+        "now": now,
+    }
+
+
+def _claim_answer(
+    row: _Row, key: str, payload_hash: str, token: str, params: dict[str, Any]
+) -> Claim:
+    """The ``Claim`` a row of ``claim_or_read`` stands for: (claimed, the record's columns)."""
+    if row[0]:
+        record = IdempotencyRecord(
+            key, RecordStatus.IN_PROGRESS, payload_hash, token, params["expires"], params["lease"]
+        )
+        return Claim(True, record)
+    return Claim(False, _record(row[1:]))
+
+
+def _claim_gave_up(key: str) -> RuntimeError:
+    return RuntimeError(f"claim of {key!r} kept racing with deletions; giving up")
+
+
+def _finish_params(
+    status: RecordStatus, key: str, token: str, result: str, now: float, ttl: float
+) -> tuple[Any, ...]:
+    """The parameters of ``finish`` (complete and fail)."""
+    return (status.value, now + ttl, now, _encode(result), _encode(key), _encode(token))
+
+
+def _extend_params(key: str, token: str, now: float, lease: float) -> tuple[Any, ...]:
+    until = now + lease
+    return (until, until, _encode(key), _encode(token))
+
+
+#: Statements that do not depend on the table.
+_LOCK_SCHEMA: Final = "SELECT pg_advisory_xact_lock(%s)"
+_SCHEMA_EXISTS: Final = "SELECT to_regclass(%s) IS NOT NULL"
+
+
+class _Statements:
+    """The SQL of one records table, rendered once; shared by the sync and async stores."""
+
+    __slots__ = (
+        "claim_or_read",
+        "create_schema",
+        "create_table",
+        "delete",
+        "delete_version",
+        "drop_table",
+        "extend",
+        "finish",
+        "purge",
+        "record_version",
+        "select",
+        "select_bytes",
+        "select_version",
+    )
+
+    def __init__(self, table_name: str) -> None:
+        table = sql.Identifier(table_name)
         columns = sql.SQL("key, status, payload_hash, token, expires_at, lease_expires_at, result")
         schema = sql.Identifier(_SCHEMA_TABLE)
-        self._create_schema = sql.SQL(
+        self.create_schema = sql.SQL(
             "CREATE TABLE IF NOT EXISTS {} (name TEXT PRIMARY KEY, version INTEGER NOT NULL)"
         ).format(schema)
-        self._create_table = sql.SQL(
+        self.create_table = sql.SQL(
             "CREATE TABLE IF NOT EXISTS {} ("
             " key TEXT PRIMARY KEY,"
             " status TEXT NOT NULL CHECK (status IN ('in_progress', 'completed', 'failed')),"
@@ -215,12 +288,12 @@ class PostgresStore:
             " lease_expires_at DOUBLE PRECISION NOT NULL,"
             " result TEXT)"
         ).format(table)
-        self._record_version = sql.SQL(
+        self.record_version = sql.SQL(
             "INSERT INTO {} (name, version) VALUES (%s, %s) ON CONFLICT (name) DO NOTHING"
         ).format(schema)
-        self._select_version = sql.SQL("SELECT version FROM {} WHERE name = %s").format(schema)
-        self._delete_version = sql.SQL("DELETE FROM {} WHERE name = %s").format(schema)
-        self._drop_table = sql.SQL("DROP TABLE IF EXISTS {}").format(table)
+        self.select_version = sql.SQL("SELECT version FROM {} WHERE name = %s").format(schema)
+        self.delete_version = sql.SQL("DELETE FROM {} WHERE name = %s").format(schema)
+        self.drop_table = sql.SQL("DROP TABLE IF EXISTS {}").format(table)
         # One statement: read the key's row, and insert or take over a claimable one (the row
         # lock serialises claimers). Read-only when the key is held: the insert gets a row to
         # insert only when there is no row or it is claimable. The first column says whether
@@ -228,7 +301,7 @@ class PostgresStore:
         # statement's snapshot could not see, and a fresh SELECT must read it.
         claimable = "{r}.expires_at <= %(now)s OR {r}.status = 'failed' OR ({r}.status ="
         claimable += " 'in_progress' AND {r}.lease_expires_at <= %(now)s)"
-        self._claim_or_read = _render(
+        self.claim_or_read = _render(
             sql.SQL(
                 "WITH held AS (SELECT {columns} FROM {t} WHERE key = %(key)s),"
                 " claimed AS (INSERT INTO {t} AS r ({columns})"
@@ -248,30 +321,44 @@ class PostgresStore:
                 + ")"
             ).format(t=table, columns=columns)
         )
-        self._select = sql.SQL("SELECT {} FROM {} WHERE key = %s").format(columns, table)
-        self._select_bytes = _render(self._select)
-        self._finish = _render(
+        self.select = sql.SQL("SELECT {} FROM {} WHERE key = %s").format(columns, table)
+        self.select_bytes = _render(self.select)
+        self.finish = _render(
             sql.SQL(
                 "UPDATE {} SET status = %s, expires_at = %s, lease_expires_at = %s, result = %s"
                 " WHERE key = %s AND token = %s AND status = 'in_progress'"
             ).format(table)
         )
-        self._extend = _render(
+        self.extend = _render(
             sql.SQL(
                 "UPDATE {} SET lease_expires_at = %s, expires_at = GREATEST(expires_at, %s)"
                 " WHERE key = %s AND token = %s AND status = 'in_progress'"
             ).format(table)
         )
         # SKIP LOCKED: a purge never waits for (or blocks) a claimer holding a row.
-        self._purge = sql.SQL(
+        self.purge = sql.SQL(
             "DELETE FROM {t} WHERE key IN (SELECT key FROM {t} WHERE expires_at <= %s"
             " LIMIT %s FOR UPDATE SKIP LOCKED)"
         ).format(t=table)
-        self._delete = _render(
+        self.delete = _render(
             sql.SQL(
                 "DELETE FROM {} WHERE key = %s AND token = %s AND status = 'in_progress'"
             ).format(table)
         )
+
+
+class PostgresStore:
+    """Idempotency records in a PostgreSQL table. See the module docstring for the URL."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._config = parse_url(url)
+        self._pool: ConnectionPool[psycopg.Connection[_Row]] | None = None
+        self._pool_lock = threading.Lock()
+        self._sql = _Statements(self._config.table)
+        # Used by the queue store (events/queue_postgres.py) under these names.
+        self._create_schema = self._sql.create_schema
+        self._record_version = self._sql.record_version
 
     @property
     def table(self) -> str:
@@ -286,18 +373,7 @@ class PostgresStore:
             return pool
         with self._pool_lock:
             if self._pool is None:
-                config = self._config
-                pool = ConnectionPool(
-                    config.conninfo,
-                    min_size=config.pool_min,
-                    max_size=config.pool_max,
-                    timeout=config.pool_timeout,
-                    # Autocommit: a single statement is its own transaction, committed in the
-                    # same round trip; multi-statement work opens conn.transaction() explicitly.
-                    kwargs={"autocommit": True},
-                    name=f"stormproof-{config.table}",
-                    open=False,
-                )
+                pool = ConnectionPool(self._config.conninfo, **_pool_options(self._config))
                 pool.open()
                 self._pool = pool
             return self._pool
@@ -319,19 +395,19 @@ class PostgresStore:
     def init(self) -> None:
         """Create the tables if missing and record ``SCHEMA_VERSION``; safe to run concurrently."""
         with self._transaction() as cur:
-            cur.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
-            cur.execute(self._create_schema)
-            cur.execute(self._create_table)
-            cur.execute(self._record_version, (self._config.table, SCHEMA_VERSION))
+            cur.execute(_LOCK_SCHEMA, (_SCHEMA_LOCK,))
+            cur.execute(self._sql.create_schema)
+            cur.execute(self._sql.create_table)
+            cur.execute(self._sql.record_version, (self._config.table, SCHEMA_VERSION))
 
     def schema_version(self) -> int | None:
         """The version recorded by :meth:`init` for this table, or ``None`` before it."""
         with self._transaction() as cur:
-            cur.execute("SELECT to_regclass(%s) IS NOT NULL", (_SCHEMA_TABLE,))
+            cur.execute(_SCHEMA_EXISTS, (_SCHEMA_TABLE,))
             exists = cur.fetchone()
             if exists is None or not exists[0]:
                 return None
-            cur.execute(self._select_version, (self._config.table,))
+            cur.execute(self._sql.select_version, (self._config.table,))
             row = cur.fetchone()
             return None if row is None else int(row[0])
 
@@ -346,56 +422,34 @@ class PostgresStore:
         ttl: float,
     ) -> Claim:
         """Take ``key`` if it is free, expired, failed or its lease ran out (one statement)."""
-        stored_key = _encode(key)
-        expires_at, lease_expires_at = now + ttl, now + lease
-        params = {
-            "key": stored_key,
-            "hash": _encode(payload_hash),
-            "token": _encode(token),
-            "expires": expires_at,
-            "lease": lease_expires_at,
-            "now": now,
-        }
+        params = _claim_params(key, payload_hash, token, now, lease, ttl)
         for _ in range(_CLAIM_ATTEMPTS):
             with self._statement() as cur:
-                cur.execute(self._claim_or_read, params, prepare=True)
+                cur.execute(self._sql.claim_or_read, params, prepare=True)
                 row = cur.fetchone()
                 if row is not None:
-                    if row[0]:
-                        record = IdempotencyRecord(
-                            key,
-                            RecordStatus.IN_PROGRESS,
-                            payload_hash,
-                            token,
-                            expires_at,
-                            lease_expires_at,
-                        )
-                        return Claim(True, record)
-                    return Claim(False, _record(row[1:]))
+                    return _claim_answer(row, key, payload_hash, token, params)
                 # The insert lost to a row this statement could not see: read it. It may be
                 # released in between, in which case the loop claims again.
-                cur.execute(self._select_bytes, (stored_key,), prepare=True)
+                cur.execute(self._sql.select_bytes, (params["key"],), prepare=True)
                 row = cur.fetchone()
                 if row is not None:
                     return Claim(False, _record(row))
-        raise RuntimeError(f"claim of {key!r} kept racing with deletions; giving up")
+        raise _claim_gave_up(key)
 
     def _finish_claim(
         self, status: RecordStatus, key: str, token: str, result: str, now: float, ttl: float
     ) -> bool:
         with self._statement() as cur:
             cur.execute(
-                self._finish,
-                (status.value, now + ttl, now, _encode(result), _encode(key), _encode(token)),
-                prepare=True,
+                self._sql.finish, _finish_params(status, key, token, result, now, ttl), prepare=True
             )
             return cur.rowcount == 1
 
     def extend(self, key: str, token: str, now: float, *, lease: float) -> bool:
         """Renew the lease if ``token`` holds the claim (one conditional update)."""
-        until = now + lease
         with self._statement() as cur:
-            cur.execute(self._extend, (until, until, _encode(key), _encode(token)), prepare=True)
+            cur.execute(self._sql.extend, _extend_params(key, token, now, lease), prepare=True)
             return cur.rowcount == 1
 
     def complete(self, key: str, token: str, result: str, now: float, *, ttl: float) -> bool:
@@ -409,13 +463,13 @@ class PostgresStore:
     def release(self, key: str, token: str) -> bool:
         """Delete the record if ``token`` holds the claim."""
         with self._statement() as cur:
-            cur.execute(self._delete, (_encode(key), _encode(token)), prepare=True)
+            cur.execute(self._sql.delete, (_encode(key), _encode(token)), prepare=True)
             return cur.rowcount == 1
 
     def get(self, key: str) -> IdempotencyRecord | None:
         """The record of ``key``, expired or not."""
         with self._statement() as cur:
-            cur.execute(self._select_bytes, (_encode(key),), prepare=True)
+            cur.execute(self._sql.select_bytes, (_encode(key),), prepare=True)
             row = cur.fetchone()
             return None if row is None else _record(row)
 
@@ -423,7 +477,7 @@ class PostgresStore:
         """Delete up to ``limit`` records expired at ``now``."""
         int_at_least("limit", limit, 1)
         with self._statement() as cur:
-            cur.execute(self._purge, (float(now), limit))
+            cur.execute(self._sql.purge, (float(now), limit))
             return cur.rowcount
 
     def close(self) -> None:
@@ -436,9 +490,9 @@ class PostgresStore:
     def drop(self) -> None:
         """Drop the records table and its version row (tests and tear-down only)."""
         with self._transaction() as cur:
-            cur.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
-            cur.execute(self._drop_table)
-            cur.execute("SELECT to_regclass(%s) IS NOT NULL", (_SCHEMA_TABLE,))
+            cur.execute(_LOCK_SCHEMA, (_SCHEMA_LOCK,))
+            cur.execute(self._sql.drop_table)
+            cur.execute(_SCHEMA_EXISTS, (_SCHEMA_TABLE,))
             exists = cur.fetchone()
             if exists is not None and exists[0]:
-                cur.execute(self._delete_version, (self._config.table,))
+                cur.execute(self._sql.delete_version, (self._config.table,))

@@ -50,7 +50,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -215,7 +215,133 @@ def _number(field: str, value: float) -> None:
     finite_at_least(field, value, -math.inf)
 
 
-class RedisStore:
+class _RedisRecords:
+    """What the sync and async Redis stores share: keys, Redis TTLs, script arguments, replies.
+
+    Subclasses set ``url``, ``prefix`` and ``ttl_margin``.
+    """
+
+    url: str
+    prefix: str
+    ttl_margin: float
+
+    def record_key(self, key: str) -> str:
+        """The Redis key of the hash holding the record of ``key``."""
+        return f"{self.prefix}rec:{key}"
+
+    @property
+    def _schema_key(self) -> str:
+        return self.prefix + "__schema__"
+
+    def _scan_pattern(self) -> str:
+        """A ``SCAN MATCH`` pattern for every key under the prefix, glob characters escaped."""
+        return _GLOB_SPECIAL.sub(r"\\\1", self.prefix) + "*"
+
+    def _redis_ttl_ms(self, expires_at: float, now: float) -> int:
+        """The Redis TTL of a record, relative to the write; 0 means none (too long to set)."""
+        remaining = max(expires_at - now, 0.0) + self.ttl_margin
+        milliseconds = math.ceil(remaining * 1000.0)
+        return milliseconds if milliseconds <= _MAX_REDIS_TTL_MS else 0
+
+    def _claim_args(
+        self, payload_hash: str, token: str, now: float, lease: float, ttl: float
+    ) -> list[Any]:
+        """``ARGV`` of the claim script."""
+        _number("now", now)
+        _number("lease", lease)
+        _number("ttl", ttl)
+        expires_at = now + ttl
+        return [
+            repr(now),
+            payload_hash,
+            token,
+            repr(expires_at),
+            repr(now + lease),
+            self._redis_ttl_ms(expires_at, now),
+        ]
+
+    def _claim_answer(
+        self,
+        key: str,
+        payload_hash: str,
+        token: str,
+        now: float,
+        lease: float,
+        ttl: float,
+        reply: Any,
+    ) -> Claim:
+        """The ``Claim`` the claim script's reply stands for."""
+        answer = cast("list[Any]", reply)
+        if int(answer[0]) == 1:
+            record = IdempotencyRecord(
+                key, RecordStatus.IN_PROGRESS, payload_hash, token, now + ttl, now + lease
+            )
+            return Claim(True, record)
+        stored = cast("list[str | None]", answer[1:])
+        return Claim(False, self._record(key, dict(zip(_FIELDS, stored, strict=True))))
+
+    def _finish_args(
+        self, status: RecordStatus, token: str, result: str, now: float, ttl: float
+    ) -> list[Any]:
+        """``ARGV`` of the finish script (complete and fail)."""
+        _number("now", now)
+        _number("ttl", ttl)
+        expires_at = now + ttl
+        return [
+            token,
+            status.value,
+            repr(expires_at),
+            repr(now),
+            result,
+            self._redis_ttl_ms(expires_at, now),
+        ]
+
+    def _extend_args(self, token: str, now: float, lease: float) -> list[Any]:
+        """``ARGV`` of the extend script."""
+        _number("now", now)
+        _number("lease", lease)
+        until = now + lease
+        return [token, repr(until), self._redis_ttl_ms(until, now)]
+
+    @staticmethod
+    def _record(key: str, fields: Mapping[str, str | None]) -> IdempotencyRecord:
+        def text(name: str) -> str:
+            value = fields.get(name)
+            if value is None:
+                raise ValueError(f"the Redis record of {key!r} has no {name!r} field")
+            return value
+
+        return IdempotencyRecord(
+            key=key,
+            status=RecordStatus(text("status")),
+            payload_hash=text("payload_hash"),
+            token=text("token"),
+            expires_at=float(text("expires_at")),
+            lease_expires_at=float(text("lease_expires_at")),
+            result=fields.get("result"),
+        )
+
+
+def _client_from_url(url: str, client_url: str, factory: Callable[..., Any]) -> Any:
+    """A redis-py client (sync or asyncio) for ``client_url``; bad options raise ConfigError.
+
+    redis-py passes unknown query parameters on to the connection class, which raises
+    ``TypeError`` only when the first connection is made; building one (no I/O) finds them now.
+    """
+    try:
+        client = factory(client_url, decode_responses=True)
+    except ValueError as exc:  # redis-py: "Invalid value for 'socket_timeout' in ..."
+        raise ConfigError(_quoted_name(str(exc)) or "url", str(exc), url) from exc
+    pool = client.connection_pool
+    try:
+        pool.connection_class(**pool.connection_kwargs)
+    except TypeError as exc:
+        name = _quoted_name(str(exc))
+        raise ConfigError(name or "url", "is not a redis-py connection option", url) from exc
+    return client
+
+
+class RedisStore(_RedisRecords):
     """Idempotency records in Redis. See the module docstring for the URL, layout and durability.
 
     Safe to share between threads (redis-py pools connections) and, through the server, between
@@ -225,44 +351,13 @@ class RedisStore:
     def __init__(self, url: str) -> None:
         self.url = url
         self.prefix, self.ttl_margin, client_url = _parse_url(url)
-        try:
-            client = redis.Redis.from_url(client_url, decode_responses=True)
-        except ValueError as exc:  # redis-py: "Invalid value for 'socket_timeout' in ..."
-            raise ConfigError(_quoted_name(str(exc)) or "url", str(exc), url) from exc
+        client: redis.Redis = _client_from_url(url, client_url, redis.Redis.from_url)
         self._client = client
-        self._check_options()
-        self._schema_key = self.prefix + "__schema__"
         self._claim = client.register_script(_CLAIM)
         self._finish = client.register_script(_FINISH)
         self._release = client.register_script(_RELEASE)
         self._extend = client.register_script(_EXTEND)
         self._init = client.register_script(_INIT)
-
-    def _check_options(self) -> None:
-        """Reject unknown URL options now rather than at the first command.
-
-        redis-py passes unknown query parameters on to the connection class, which raises
-        ``TypeError`` only when the first connection is made; building one (no I/O) finds them.
-        """
-        pool = self._client.connection_pool
-        try:
-            pool.connection_class(**pool.connection_kwargs)
-        except TypeError as exc:
-            self._client.close()
-            name = _quoted_name(str(exc))
-            raise ConfigError(
-                name or "url", "is not a redis-py connection option", self.url
-            ) from exc
-
-    def record_key(self, key: str) -> str:
-        """The Redis key of the hash holding the record of ``key``."""
-        return f"{self.prefix}rec:{key}"
-
-    def _redis_ttl_ms(self, expires_at: float, now: float) -> int:
-        """The Redis TTL of a record, relative to the write; 0 means none (too long to set)."""
-        remaining = max(expires_at - now, 0.0) + self.ttl_margin
-        milliseconds = math.ceil(remaining * 1000.0)
-        return milliseconds if milliseconds <= _MAX_REDIS_TTL_MS else 0
 
     def init(self) -> None:
         """Record ``SCHEMA_VERSION`` (idempotent; Redis has no schema to create)."""
@@ -284,51 +379,15 @@ class RedisStore:
         ttl: float,
     ) -> Claim:
         """Take ``key`` if it is free, expired, failed or its lease ran out (one Lua script)."""
-        _number("now", now)
-        _number("lease", lease)
-        _number("ttl", ttl)
-        expires_at = now + ttl
-        lease_expires_at = now + lease
-        reply = cast(
-            "list[Any]",
-            self._claim(
-                keys=[self.record_key(key)],
-                args=[
-                    repr(now),
-                    payload_hash,
-                    token,
-                    repr(expires_at),
-                    repr(lease_expires_at),
-                    self._redis_ttl_ms(expires_at, now),
-                ],
-            ),
-        )
-        if int(reply[0]) == 1:
-            record = IdempotencyRecord(
-                key, RecordStatus.IN_PROGRESS, payload_hash, token, expires_at, lease_expires_at
-            )
-            return Claim(True, record)
-        stored = cast("list[str | None]", reply[1:])
-        return Claim(False, self._record(key, dict(zip(_FIELDS, stored, strict=True))))
+        args = self._claim_args(payload_hash, token, now, lease, ttl)
+        reply = self._claim(keys=[self.record_key(key)], args=args)
+        return self._claim_answer(key, payload_hash, token, now, lease, ttl, reply)
 
     def _finish_with(
         self, status: RecordStatus, key: str, token: str, result: str, now: float, ttl: float
     ) -> bool:
-        _number("now", now)
-        _number("ttl", ttl)
-        expires_at = now + ttl
-        done = self._finish(
-            keys=[self.record_key(key)],
-            args=[
-                token,
-                status.value,
-                repr(expires_at),
-                repr(now),
-                result,
-                self._redis_ttl_ms(expires_at, now),
-            ],
-        )
-        return int(cast("int", done)) == 1
+        args = self._finish_args(status, token, result, now, ttl)
+        return int(cast("int", self._finish(keys=[self.record_key(key)], args=args))) == 1
 
     def complete(self, key: str, token: str, result: str, now: float, *, ttl: float) -> bool:
         """Store the result if ``token`` holds the claim."""
@@ -341,14 +400,8 @@ class RedisStore:
 
     def extend(self, key: str, token: str, now: float, *, lease: float) -> bool:
         """Renew the lease if ``token`` holds the claim (one Lua script)."""
-        _number("now", now)
-        _number("lease", lease)
-        until = now + lease
-        done = self._extend(
-            keys=[self.record_key(key)],
-            args=[token, repr(until), self._redis_ttl_ms(until, now)],
-        )
-        return int(cast("int", done)) == 1
+        args = self._extend_args(token, now, lease)
+        return int(cast("int", self._extend(keys=[self.record_key(key)], args=args))) == 1
 
     def fail(self, key: str, token: str, error: str, now: float, *, ttl: float) -> bool:
         """Keep the record as failed with ``error`` if ``token`` holds the claim."""
@@ -361,28 +414,10 @@ class RedisStore:
             return None
         return self._record(key, fields)
 
-    @staticmethod
-    def _record(key: str, fields: Mapping[str, str | None]) -> IdempotencyRecord:
-        def text(name: str) -> str:
-            value = fields.get(name)
-            if value is None:
-                raise ValueError(f"the Redis record of {key!r} has no {name!r} field")
-            return value
-
-        return IdempotencyRecord(
-            key=key,
-            status=RecordStatus(text("status")),
-            payload_hash=text("payload_hash"),
-            token=text("token"),
-            expires_at=float(text("expires_at")),
-            lease_expires_at=float(text("lease_expires_at")),
-            result=fields.get("result"),
-        )
-
     def drop(self) -> None:
         """Delete every key under this store's prefix (SCAN + UNLINK). For tests and clean-up."""
-        pattern = _GLOB_SPECIAL.sub(r"\\\1", self.prefix) + "*"
         batch: list[str] = []
+        pattern = self._scan_pattern()
         for name in cast("Iterator[str]", self._client.scan_iter(match=pattern, count=1000)):
             batch.append(name)
             if len(batch) >= _UNLINK_BATCH:

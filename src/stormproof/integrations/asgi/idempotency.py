@@ -30,8 +30,9 @@ no key (``required=False``)               passed through untouched
 Which of the IETF draft's answers it follows: 409 for a concurrent duplicate and 422 for a
 reused key are the draft's; a missing key is an error (400) only when ``required=True``.
 The response to the first request is buffered until the handler finishes, since it is stored
-before it is sent. Store calls run on the event loop: use a fast store (SQLite on local disk,
-memory for tests) or accept a round trip per guarded request on a network store.
+before it is sent. Store calls follow the engine: give ``Idempotency(stores.open_async(url))``
+for a PostgreSQL or Redis store that never blocks the loop, or a blocking store (SQLite on local
+disk, memory for tests), called on the loop unless ``store_calls="thread"``.
 """
 
 from __future__ import annotations

@@ -135,6 +135,13 @@ class ControlPlane:
         and one event per batch rather than per call keeps a day of it cheap to simulate.
         """
         rng = self._negotiation_rng
+        if zone in self._cut_off:
+            # Refused on arrival, holding nothing: count the window's calls at once.
+            count = float(poisson_draw(rng, rate * within))
+            now = self.sim.now()
+            self.metrics.add(f"negotiations.{zone}", now, count)
+            self.metrics.add(f"negotiations_refused.{zone}", now, count)
+            return
         slots = max(1, round(within))
         width = within / slots
         for slot in range(slots):

@@ -144,3 +144,13 @@ def test_total_equals_the_sum_of_the_series_and_whole_range_rate(
     if series:
         span = len(series) * width
         assert counters.rate("x", 0.0, span) * span == pytest.approx(expected)
+
+
+def test_total_between_sums_the_buckets_covering_the_window() -> None:
+    counters = BucketCounters(60.0)
+    for t, amount in ((10.0, 1.0), (70.0, 2.0), (130.0, 4.0), (190.0, 8.0)):
+        counters.add("errors", t, amount)
+    assert counters.total_between("errors", 60.0, 180.0) == 6.0  # buckets 1 and 2
+    assert counters.total_between("errors", 65.0, 125.0) == 6.0  # partly covered buckets count
+    assert counters.total_between("errors", -120.0, 60.0) == 1.0  # nothing before time 0
+    assert counters.total_between("missing", 0.0, 600.0) == 0.0

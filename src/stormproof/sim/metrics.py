@@ -63,6 +63,12 @@ class BucketCounters:
         """Sum of ``name`` over all buckets."""
         return float(sum(self._series.get(name, ())))
 
+    def total_between(self, name: str, start: float, end: float) -> float:
+        """Sum of ``name`` over the buckets covering ``[start, end)`` (none before time 0)."""
+        first = max(0, int(start / self.width))
+        last = math.ceil(end / self.width)
+        return float(sum(self._series.get(name, [])[first:last]))
+
     def rate(self, name: str, start: float, end: float) -> float:
         """Mean of ``name`` per second over the buckets covering ``[start, end)``."""
         first = int(start / self.width)

@@ -109,6 +109,7 @@ class ControlPlane:
         self._creates_disabled: set[str] = set()
         self._cut_off: set[str] = set()
         self._negotiation_rng = sim.rng("api.negotiations")
+        self._negotiation_names: dict[str, tuple[str, str]] = {}
         self._rngs = {zone: sim.rng(f"api.{zone}") for zone in self.zones}
         self._calls = {zone: f"calls.{zone}" for zone in self.zones}
         self._errors = {zone: f"errors.{zone}" for zone in self.zones}
@@ -137,10 +138,7 @@ class ControlPlane:
         rng = self._negotiation_rng
         if zone in self._cut_off:
             # Refused on arrival, holding nothing: count the window's calls at once.
-            count = float(poisson_draw(rng, rate * within))
-            now = self.sim.now()
-            self.metrics.add(f"negotiations.{zone}", now, count)
-            self.metrics.add(f"negotiations_refused.{zone}", now, count)
+            self._count_negotiations(zone, poisson_draw(rng, rate * within), 0)
             return
         slots = max(1, round(within))
         width = within / slots
@@ -165,15 +163,24 @@ class ControlPlane:
 
     def _negotiations(self, zone: str, count: int) -> None:
         now = self.sim.now()
-        metrics = self.metrics
-        metrics.add(f"negotiations.{zone}", now, float(count))
         admitted = 0
         if zone not in self._cut_off:
             while admitted < count and self._acquire(zone, now):
                 admitted += 1
                 self.sim.schedule(self.negotiation_time, self._done, zone, True)
+        self._count_negotiations(zone, count, admitted)
+
+    def _count_negotiations(self, zone: str, count: int, admitted: int) -> None:
+        names = self._negotiation_names.get(zone)
+        if names is None:
+            names = self._negotiation_names[zone] = (
+                f"negotiations.{zone}",
+                f"negotiations_refused.{zone}",
+            )
+        now = self.sim.now()
+        self.metrics.add(names[0], now, float(count))
         if admitted < count:
-            metrics.add(f"negotiations_refused.{zone}", now, float(count - admitted))
+            self.metrics.add(names[1], now, float(count - admitted))
 
     def _next(self, zone: str) -> None:
         rng = self._rngs[zone]
@@ -211,10 +218,9 @@ class ControlPlane:
 
     def recent_errors(self, zones: Sequence[str], window: float) -> float:
         """Calls of ``zones`` that failed in the last ``window`` seconds (whole minutes)."""
-        now = self.sim.now()
-        last = int(now // 60.0) + 1
-        first = max(0, last - max(1, math.ceil(window / 60.0)))
-        return sum(sum(self.metrics.series(self._errors[zone], last)[first:last]) for zone in zones)
+        end = (int(self.sim.now() // 60.0) + 1) * 60.0  # through the current minute
+        start = end - 60.0 * max(1, math.ceil(window / 60.0))
+        return sum(self.metrics.total_between(self._errors[zone], start, end) for zone in zones)
 
     def calls_and_errors(
         self, zones: Sequence[str], minutes: int

@@ -53,6 +53,7 @@ no policy draws from.
 from __future__ import annotations
 
 import math
+import random
 from collections import deque
 from collections.abc import Callable
 
@@ -315,7 +316,7 @@ class StorageCluster:
         for v in self.reconnecting.pop(index, ()):
             if self.state[v] != _RECONNECTING:
                 continue
-            peer = self.copy_a[v] if self.lost[v] == 1 else self.copy_b[v]
+            peer = self._surviving(v)
             lost = self.copy_b[v] if self.lost[v] == 1 else self.copy_a[v]
             if not self.alive[peer]:
                 self._lose_data(v)
@@ -337,21 +338,25 @@ class StorageCluster:
         self.sim.schedule(self.step, self._tick)
 
     def _free_deleted_slots(self) -> None:
-        rng = self._delete_rng
-        for _ in range(poisson_draw(rng, self.freed_slots_per_hour * self.step / 3600.0)):
-            node = rng.randrange(self.nodes)
-            if self.alive[node]:
-                self.free[node] += 1
-                self.free_total += 1
+        self._scatter_slots(self._delete_rng, self.freed_slots_per_hour * self.step / 3600.0)
 
     def _add_slots(self) -> None:
-        rng = self._capacity_rng
-        for _ in range(poisson_draw(rng, self._capacity_per_step)):
+        self.added_slots += self._scatter_slots(self._capacity_rng, self._capacity_per_step)
+
+    def _scatter_slots(self, rng: random.Random, mean: float) -> int:
+        """Free a Poisson(``mean``) number of slots on random nodes; how many were on live ones."""
+        freed = 0
+        for _ in range(poisson_draw(rng, mean)):
             node = rng.randrange(self.nodes)
             if self.alive[node]:
                 self.free[node] += 1
-                self.free_total += 1
-                self.added_slots += 1
+                freed += 1
+        self.free_total += freed
+        return freed
+
+    def _surviving(self, v: int) -> int:
+        """The node holding volume ``v``'s copy that was not lost."""
+        return self.copy_b[v] if self.lost[v] == 0 else self.copy_a[v]
 
     def _lose_data(self, v: int) -> None:
         """Volume ``v``'s surviving copy is gone: stuck for good (counted once as stuck)."""
@@ -380,8 +385,7 @@ class StorageCluster:
             if state == _DATA_LOST:
                 continue
             if state != _HEALTHY:
-                surviving = self.copy_b[v] if self.lost[v] == 0 else self.copy_a[v]
-                if surviving == node:
+                if self._surviving(v) == node:
                     self._lose_data(v)
                 continue
             if self.copy_a[v] == node:
@@ -436,7 +440,7 @@ class StorageCluster:
     def _place(self, v: int) -> None:
         """Put volume ``v``'s new copy on a live node with a free slot (one exists)."""
         rng = self._search_rng
-        keep = self.copy_b[v] if self.lost[v] == 0 else self.copy_a[v]
+        keep = self._surviving(v)
         start = rng.randrange(self.nodes)
         for offset in range(self.nodes):
             node = (start + offset) % self.nodes

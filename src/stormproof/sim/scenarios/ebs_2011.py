@@ -493,14 +493,14 @@ class Ebs2011(Scenario):
             sim.schedule(params["throttle_at_s"], cluster.throttle_searches, math.inf)
             sim.schedule(params["add_capacity_at_s"], add_capacity)
 
-        def snapshot(name: str) -> None:
-            snapshots[f"stabilized_{name}"] = cluster.stuck / volumes
+        def snapshot() -> None:
+            snapshots["stabilized_stuck_volume_fraction"] = cluster.stuck / volumes
             snapshots["rds_single_az_impacted_fraction_stabilized"] = (
                 fleet.impacted_single_az / fleet.single_az_total if fleet.single_az_total else 0.0
             )
             snapshots["time_to_stable_s"] = cluster.last_new_stuck
 
-        sim.schedule(params["stabilized_at_s"], snapshot, "stuck_volume_fraction")
+        sim.schedule(params["stabilized_at_s"], snapshot)
         sim.run(until=horizon)
 
         minutes = math.ceil(horizon / 60.0)
@@ -511,17 +511,12 @@ class Ebs2011(Scenario):
         # The first brown-out (create-volume calls) ends with the 2:40 AM change; what comes
         # after it is the negotiation brown-out.
         split = min(minutes, math.ceil(params["disable_creates_at_s"] / 60.0) + 10)
-        first = control.error_minutes(others, threshold, split)
-        total = control.error_minutes(others, threshold, minutes)
         calls, cross_az = control.calls_and_errors(others, minutes)
-        second_brownout = next(
-            (
-                60.0 * i
-                for i in range(split, minutes)
-                if calls[i] > 0 and cross_az[i] / calls[i] > threshold
-            ),
-            math.nan,
-        )
+        # The error-minute rule of ControlPlane.error_minutes, minute by minute.
+        bad = [c > 0 and e / c > threshold for c, e in zip(calls, cross_az, strict=True)]
+        first = sum(bad[:split])
+        total = sum(bad)
+        second_brownout = next((60.0 * i for i in range(split, minutes) if bad[i]), math.nan)
         metrics = {
             "second_brownout_start_s": second_brownout,
             "peak_stuck_volume_fraction": cluster.peak_stuck / volumes,

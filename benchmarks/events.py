@@ -22,6 +22,15 @@
   peer is the blocking store of the same URL with ``store_calls="thread"`` (each store call in
   ``asyncio.to_thread``, the loop's default executor: min(32, CPUs + 4) threads). N comes from
   ``--tasks`` (repeatable, default 16); the PostgreSQL pool has ``pool_max=N`` in both.
+* ``--only group_commit`` -- PostgreSQL group commit (the URL's ``group_commit``): for N in
+  ``--tasks`` (default 4, 16 and 64) concurrent callers, ``group_commit_{async,threads}_xN``
+  rows give new-key idempotent calls/s with the default setting (``group_commit=2``) and
+  ``group_commit1_..._xN`` with ``group_commit=1``, each against ``group_commit=0`` (every call
+  its own statements; concurrent commits still share WAL flushes in the server);
+  ``..._duplicate_...`` rows repeat one completed key. ``async`` is N tasks on one event loop
+  with the native async store, ``threads`` N threads on the blocking store; ``pool_max`` is
+  max(N, 10). The settings alternate sample by sample, so that load from other jobs falls on
+  all of them alike.
 * ``idempotent_redis`` / ``idempotent_duplicate_redis`` -- the same on Redis (127.0.0.1:6379,
   db 15, a unique key prefix) when it answers; peer: AWS Lambda Powertools' idempotency utility
   (``idempotent_function``) with its Redis persistence layer on the same server and db.
@@ -372,6 +381,63 @@ def async_rows(url: str, label: str, n: int, repeats: int, tasks: int) -> list[d
     return rows
 
 
+_GROUP_COMMIT_SETTINGS = {"group_commit": 2, "group_commit1": 1, "off": 0}
+
+
+def group_commit_rows(n: int, repeats: int, concurrency: tuple[int, ...]) -> list[dict[str, Any]]:
+    """New-key and duplicate calls/s by ``group_commit`` setting, alternating sample by sample."""
+    from stormproof import stores
+
+    rows: list[dict[str, Any]] = []
+    for count in concurrency:
+        urls = {
+            name: f"postgresql://postgres@127.0.0.1:5432/test?table=sp_bench_{uuid.uuid4().hex[:8]}"
+            f"&pool_max={max(count, 10)}&group_commit={setting}"
+            for name, setting in _GROUP_COMMIT_SETTINGS.items()
+        }
+        samples: dict[str, list[float]] = {}
+        for _ in range(repeats):
+            for name, url in urls.items():
+
+                async def native(url: str = url, count: int = count) -> dict[str, float]:
+                    store = stores.open_async(url)
+                    await store.init()
+                    try:
+                        return await async_rates(Idempotency(store), "pg", n, 1, count)
+                    finally:
+                        await store.close()
+
+                new, duplicate = asyncio.run(native()).values()
+                threaded = idempotency_rows(url, "pg", max(n // count, 1), 1, (count,))
+                for kind, rate_ in (
+                    ("async", new),
+                    ("async_duplicate", duplicate),
+                    ("threads", threaded[0]["ours_per_s"]),
+                    ("threads_duplicate", threaded[1]["ours_per_s"]),
+                ):
+                    samples.setdefault(f"{name}:{kind}", []).append(rate_)
+        for url in urls.values():
+            store = stores.open(url)
+            drop = getattr(store, "drop", None)
+            if drop is not None:
+                drop()
+            store.close()
+        for name in ("group_commit", "group_commit1"):
+            for kind in ("async", "async_duplicate", "threads", "threads_duplicate"):
+                ours = statistics.median(samples[f"{name}:{kind}"])
+                peer = statistics.median(samples[f"off:{kind}"])
+                rows.append(
+                    {
+                        "case": f"{name}_{kind}_x{count}",
+                        "ours_per_s": ours,
+                        "peer": "group_commit=0",
+                        "peer_per_s": peer,
+                        "ratio": ours / peer,
+                    }
+                )
+    return rows
+
+
 def _up(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=1.0):
@@ -420,6 +486,9 @@ def main() -> None:
                 prefix = f"sp-bench-{uuid.uuid4().hex[:12]}:"
                 redis_url = f"redis://127.0.0.1:6379/15?prefix={prefix}"
                 rows += async_rows(redis_url, "redis", args.calls, args.repeats, tasks)
+    if "group_commit" in only and _up(5432) and _has("psycopg"):
+        concurrency = tuple(dict.fromkeys(args.tasks or (4, 16, 64)))
+        rows += group_commit_rows(args.calls // 5, args.repeats, concurrency)
     if "dynamodb" in only and _has("moto") and _has("boto3"):
         # moto parses every request in-process (~10 ms per write), so fewer calls.
         rows += dynamodb_rows(max(args.calls // 25, 20), args.repeats)

@@ -8,6 +8,10 @@ The URL, the table, the statements and so the semantics are those of
 once per store): the two stores share records, and a process may use either. Each call waits for
 its round trip without holding the event loop, so other tasks run meanwhile; ``pool_max``
 bounds the connections, and a task waits (without blocking) up to ``pool_timeout`` for one.
+Group commit (the URL's ``group_commit``, on by default) combines the claims, and the results,
+of concurrent tasks into one statement each, as in the blocking store; the combined statements
+run as tasks of the store's loop, so a caller that is cancelled leaves the others' writes to
+finish, and :meth:`close` waits for them.
 
 The pool opens on the first call, in the running loop, and belongs to that loop from then on:
 use a store from one event loop (open one store per loop, e.g. per worker process), and
@@ -16,13 +20,15 @@ use a store from one event loop (open one store per loop, e.g. per worker proces
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from typing import TypeVar
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from stormproof._validate import int_at_least
+from stormproof.stores._group_commit import AsyncGroupCommit, Outcome
 from stormproof.stores.base import SCHEMA_VERSION, Claim, IdempotencyRecord, RecordStatus
 from stormproof.stores.postgres import (
     _CLAIM_ATTEMPTS,
@@ -30,14 +36,23 @@ from stormproof.stores.postgres import (
     _SCHEMA_EXISTS,
     _SCHEMA_LOCK,
     _SCHEMA_TABLE,
+    GROUP_COMMIT_MAX_BATCH,
     _claim_answer,
+    _claim_batch_answers,
+    _claim_batch_params,
     _claim_gave_up,
     _claim_params,
+    _ClaimRequest,
     _encode,
     _extend_params,
+    _finish_batch_answers,
+    _finish_batch_params,
     _finish_params,
+    _FinishRequest,
     _pool_options,
     _record,
+    _request_key,
+    _retry_alone,
     _Row,
     _Statements,
     parse_url,
@@ -46,6 +61,21 @@ from stormproof.stores.postgres import (
 __all__ = ["AsyncPostgresStore"]
 
 _Pool = AsyncConnectionPool[psycopg.AsyncConnection[_Row]]
+_RequestT = TypeVar("_RequestT")
+_AnswerT = TypeVar("_AnswerT")
+
+
+async def _each(
+    run_one: Callable[[_RequestT], Awaitable[_AnswerT]], requests: Sequence[_RequestT]
+) -> list[Outcome[_AnswerT]]:
+    """Run each request alone; an exception is that request's outcome."""
+    outcomes: list[Outcome[_AnswerT]] = []
+    for request in requests:
+        try:
+            outcomes.append(await run_one(request))
+        except Exception as error:  # the caller of that request raises it
+            outcomes.append(error)
+    return outcomes
 
 
 class AsyncPostgresStore:
@@ -56,6 +86,17 @@ class AsyncPostgresStore:
         self._config = parse_url(url)
         self._sql = _Statements(self._config.table)
         self._pool: _Pool | None = None
+        self._claims: AsyncGroupCommit[_ClaimRequest, Claim] | None = None
+        self._finishes: AsyncGroupCommit[_FinishRequest, bool] | None = None
+        if self._config.group_commit:
+            limits = {
+                "max_inflight": self._config.group_commit,
+                "max_batch": GROUP_COMMIT_MAX_BATCH,
+            }
+            self._claims = AsyncGroupCommit(self._claim_one, self._claim_many, None, **limits)
+            self._finishes = AsyncGroupCommit(
+                self._finish_one, self._finish_many, _request_key, **limits
+            )
 
     @property
     def table(self) -> str:
@@ -122,6 +163,13 @@ class AsyncPostgresStore:
         ttl: float,
     ) -> Claim:
         """Take ``key`` if it is free, expired, failed or its lease ran out (one statement)."""
+        request = _ClaimRequest(key, payload_hash, token, now, lease, ttl)
+        if self._claims is None:
+            return await self._claim_one(request)
+        return await self._claims.submit(request)
+
+    async def _claim_one(self, request: _ClaimRequest) -> Claim:
+        key, payload_hash, token, now, lease, ttl = request
         params = _claim_params(key, payload_hash, token, now, lease, ttl)
         for _ in range(_CLAIM_ATTEMPTS):
             async with self._statement() as cur:
@@ -137,22 +185,51 @@ class AsyncPostgresStore:
                     return Claim(False, _record(row))
         raise _claim_gave_up(key)
 
-    async def _finish_claim(
-        self, status: RecordStatus, key: str, token: str, result: str, now: float, ttl: float
-    ) -> bool:
+    async def _claim_many(self, requests: Sequence[_ClaimRequest]) -> list[Outcome[Claim]]:
+        try:
+            async with self._statement() as cur:
+                params = _claim_batch_params(requests)
+                await cur.execute(self._sql.claim_batch, params, prepare=True)
+                rows = await cur.fetchall()
+        except psycopg.Error as error:
+            if not _retry_alone(error):
+                raise
+            return await _each(self._claim_one, requests)
+        answers = _claim_batch_answers(requests, rows)
+        lost = [req for req, answer in zip(requests, answers, strict=True) if answer is None]
+        retried = iter(await _each(self._claim_one, lost))
+        return [next(retried) if answer is None else answer for answer in answers]
+
+    async def _finish(self, request: _FinishRequest) -> bool:
+        if self._finishes is None:
+            return await self._finish_one(request)
+        return await self._finishes.submit(request)
+
+    async def _finish_one(self, request: _FinishRequest) -> bool:
         async with self._statement() as cur:
-            await cur.execute(
-                self._sql.finish, _finish_params(status, key, token, result, now, ttl), prepare=True
-            )
+            await cur.execute(self._sql.finish, _finish_params(request), prepare=True)
             return cur.rowcount == 1
+
+    async def _finish_many(self, requests: Sequence[_FinishRequest]) -> list[Outcome[bool]]:
+        try:
+            async with self._statement() as cur:
+                params = _finish_batch_params(requests)
+                await cur.execute(self._sql.finish_batch, params, prepare=True)
+                rows = await cur.fetchall()
+        except psycopg.Error as error:
+            if not _retry_alone(error):
+                raise
+            return await _each(self._finish_one, requests)
+        return list(_finish_batch_answers(requests, rows))
 
     async def complete(self, key: str, token: str, result: str, now: float, *, ttl: float) -> bool:
         """Store the result if ``token`` holds the claim."""
-        return await self._finish_claim(RecordStatus.COMPLETED, key, token, result, now, ttl)
+        request = _FinishRequest(RecordStatus.COMPLETED, key, token, result, now, ttl)
+        return await self._finish(request)
 
     async def fail(self, key: str, token: str, error: str, now: float, *, ttl: float) -> bool:
         """Keep the record as failed with ``error`` if ``token`` holds the claim."""
-        return await self._finish_claim(RecordStatus.FAILED, key, token, error, now, ttl)
+        return await self._finish(_FinishRequest(RecordStatus.FAILED, key, token, error, now, ttl))
 
     async def extend(self, key: str, token: str, now: float, *, lease: float) -> bool:
         """Renew the lease if ``token`` holds the claim (one conditional update)."""
@@ -183,7 +260,10 @@ class AsyncPostgresStore:
             return cur.rowcount
 
     async def close(self) -> None:
-        """Close the pool; a later call opens a new one."""
+        """Close the pool once combined statements still running end; a later call reopens."""
+        for group in (self._claims, self._finishes):
+            if group is not None:
+                await group.drain()
         pool, self._pool = self._pool, None
         if pool is not None:
             await pool.close()

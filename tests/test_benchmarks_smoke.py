@@ -91,3 +91,26 @@ def test_policies_benchmark_json_shape() -> None:
             assert isinstance(row["ratio"], int | float)
             assert row["ratio"] > 0
             assert row["ratio"] == pytest.approx(row["ours_ns"] / row["peer_ns"], rel=0.05)
+
+
+def test_queues_benchmark_json_shape() -> None:
+    """benchmarks/queues.py on SQLite (no server needed): every case, with its peer."""
+    pytest.importorskip("persistqueue", reason="the bench extra is not installed")
+    script = SCRIPT.parent / "queues.py"
+    completed = subprocess.run(
+        [sys.executable, str(script), "--json", "--quick", "--only", "sqlite"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    rows = {row["case"]: row for row in json.loads(completed.stdout)}
+    assert set(rows) == {"send_sqlite", "receive_delete_sqlite", "receive10_delete_sqlite"}
+    for row in rows.values():
+        assert row["ours_per_s"] > 0
+    for case in ("send_sqlite", "receive_delete_sqlite"):
+        assert rows[case]["peer"] == "persist-queue SQLiteAckQueue"
+        assert rows[case]["ratio"] == pytest.approx(
+            rows[case]["ours_per_s"] / rows[case]["peer_per_s"]
+        )

@@ -20,8 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
 from stormproof.errors import ConfigError
+from stormproof.events._queue_sql import new_receipt, receipt_seq
 from stormproof.events.queue import (
     DEFAULT_MAX_AGE,
     QUEUE_SCHEMA_VERSION,
@@ -127,6 +130,60 @@ def test_send_receive_delete(make: Callable[..., Any]) -> None:
         assert not q.delete("jobs", m.receipt)
     assert q.depth("jobs", T0 + 6) == (0, 0)
     assert q.depth("other", T0 + 6) == (1, 0)
+
+
+def test_a_receipt_names_its_row_but_only_the_whole_receipt_is_accepted(
+    make: Callable[..., Any],
+) -> None:
+    q = make()
+    q.send("jobs", "a", None, T0)
+    q.send("jobs", "b", None, T0 + 1)
+    first, second = q.receive("jobs", 2, 30.0, T0 + 2)
+    seq, dot, secret = first.receipt.partition(".")
+    assert dot and receipt_seq(first.receipt) == int(seq) and len(secret) == 32
+    other_seq = second.receipt.partition(".")[0]
+    forged = [
+        f"{seq}.{'0' * 32}",  # the right row, a guessed secret
+        f"{other_seq}.{secret}",  # another row with this secret
+        secret,  # the secret alone, as an old-style receipt
+        f"{seq}.{secret}x",
+    ]
+    for receipt in forged:
+        assert not q.delete("jobs", receipt)
+        assert not q.change_visibility("jobs", receipt, 60.0, T0 + 3)
+        assert not q.dead_letter("jobs", receipt, "poison", T0 + 3)
+    assert not q.delete("other", first.receipt)  # the right receipt, the wrong queue
+    assert q.change_visibility("jobs", first.receipt, 60.0, T0 + 3)
+    assert q.delete("jobs", first.receipt)
+    assert q.dead_letter("jobs", second.receipt, "poison", T0 + 3)
+
+
+def test_receipts_issued_before_they_named_their_row_still_work(
+    make: Callable[..., Any], url: str
+) -> None:
+    q = make()
+    q.send("jobs", "a", None, T0)
+    (message,) = q.receive("jobs", 1, 30.0, T0 + 1)
+    legacy = uuid.uuid4().hex  # what receive used to hand out
+    table = q.table
+    if url.startswith("sqlite"):
+        conn = q._store._conn()
+        conn.execute(f'UPDATE "{table}" SET receipt = ?', (legacy,))
+    else:
+        with q._store._statement() as cur:
+            cur.execute(f'UPDATE "{table}" SET receipt = %s', (legacy,))
+    assert not q.delete("jobs", message.receipt)
+    assert q.change_visibility("jobs", legacy, 60.0, T0 + 2)
+    assert q.delete("jobs", legacy)
+    assert q.depth("jobs", T0 + 2) == (0, 0)
+
+
+@pytest.mark.parametrize(
+    "receipt", ["", ".", "abc", "12", ".12", "-1.ab", "1e3.ab", "١٢.ab", "9" * 20 + ".ab"]
+)
+def test_strings_that_name_no_row(receipt: str) -> None:
+    assert receipt_seq(receipt) is None
+    assert receipt_seq(new_receipt(7)) == 7
 
 
 def test_receive_respects_max_messages(make: Callable[..., Any]) -> None:
@@ -434,3 +491,90 @@ def test_concurrent_receivers_each_message_goes_to_exactly_one(
     assert set(received) == ids
     assert q.depth("jobs", T0 + 1) == (0, 500)
     assert {m.receive_count for m in q.peek("jobs", 1000)} == {1}
+
+
+# -- SQLite and PostgreSQL agree -------------------------------------------------------------------
+
+
+_receive = st.tuples(
+    st.just("receive"), st.sampled_from(["jobs", "jobs", "other"]), st.integers(1, 4)
+)
+_wait = st.tuples(st.just("wait"), st.sampled_from([5.0, 31.0, 31.0, 31.0, 200.0]), st.just(0))
+# Receives and waits past the visibility timeout come often, so that messages reach the
+# policy's max_receive_count and max_age within a short run.
+_queue_ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("send"), st.sampled_from(["jobs", "other"]), st.integers(0, 3)),
+        _receive,
+        _receive,
+        _wait,
+        _wait,
+        st.tuples(st.just("delete"), st.integers(0, 5), st.just(0)),
+        st.tuples(st.just("dead_letter"), st.integers(0, 5), st.just(0)),
+    ),
+    min_size=8,
+    max_size=40,
+)
+
+
+@settings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(ops=_queue_ops)
+@example(  # the third delivery is refused: max_receive_count
+    ops=[("send", "jobs", 1), ("send", "jobs", 0)]
+    + [("receive", "jobs", 2), ("wait", 31.0, 0)] * 3
+    + [("send", "jobs", 0), ("receive", "jobs", 4)]
+)
+@example(  # too old: max_age, past a deliverable message
+    ops=[("send", "jobs", 0), ("wait", 200.0, 0), ("send", "jobs", 2), ("receive", "jobs", 1)]
+)
+def test_sqlite_and_postgresql_give_the_same_answers(
+    tmp_path: Path, ops: list[tuple[str, Any, Any]]
+) -> None:
+    """The one-statement receive on PostgreSQL, and its fall-back when a picked message is
+    condemned, deliver and dead-letter exactly what SQLite does, call by call."""
+    policies = {"jobs": QueuePolicy(max_receive_count=2, max_age=150.0)}
+    urls = [queue_url("sqlite", tmp_path), queue_url("postgresql", tmp_path)]
+    stores = [open_queue(url, policies=policies) for url in urls]
+    try:
+        for q in stores:
+            q.init()
+        now = T0
+        receipts: list[list[tuple[str, str]]] = [[], []]  # per store: (queue, receipt)
+        ids: list[dict[str, str]] = [{}, {}]  # per store: its message id -> a shared name
+        for step, (op, a, b) in enumerate(ops):
+            answers = []
+            for i, q in enumerate(stores):
+                if op == "send":
+                    message_id = q.send(a, f"body-{step}", {"n": str(b)} if b else None, now)
+                    ids[i][message_id] = f"m{step}"
+                    answers.append(None)
+                elif op == "receive":
+                    got = q.receive(a, b, 30.0, now)
+                    receipts[i] += [(a, m.receipt) for m in got]
+                    answers.append(
+                        [(ids[i][m.message_id], m.body, m.receive_count, m.attributes) for m in got]
+                    )
+                elif op in ("delete", "dead_letter") and a < len(receipts[i]):
+                    queue, receipt = receipts[i][a]
+                    if op == "delete":
+                        answers.append(q.delete(queue, receipt))
+                    else:
+                        answers.append(q.dead_letter(queue, receipt, "poison", now))
+                else:  # a wait, or a receipt this run never got
+                    answers.append(None)
+            assert answers[0] == answers[1], (step, op)
+            if op == "wait":
+                now += a
+        for queue in ("jobs", "other", "jobs-dlq"):
+            views = [
+                [(ids[i][m.message_id], m.receive_count, m.attributes) for m in q.peek(queue, 100)]
+                for i, q in enumerate(stores)
+            ]
+            assert views[0] == views[1], queue
+            assert stores[0].depth(queue, now) == stores[1].depth(queue, now)
+    finally:
+        for q in stores:
+            q.drop()
+            q.close()

@@ -8,7 +8,7 @@ so atomicity and locking stay the back end's.
 
 from __future__ import annotations
 
-import uuid
+import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
@@ -21,12 +21,43 @@ from stormproof.events.queue import (
     load_attributes,
 )
 
-__all__ = ["COLUMNS", "Row", "dead_letter_attributes_of", "receive_ready", "row_message"]
+__all__ = [
+    "COLUMNS",
+    "Row",
+    "dead_letter_attributes_of",
+    "new_receipt",
+    "receipt_seq",
+    "receive_ready",
+    "row_message",
+]
 
 #: The messages table's columns in the order :func:`row_message` reads them.
 COLUMNS = "seq, id, queue, body, attributes, sent_at, receive_count, visible_at, receipt"
 #: One row of :data:`COLUMNS`.
 Row = tuple[Any, ...]
+
+
+def new_receipt(seq: int) -> str:
+    """A fresh receipt for the row ``seq``: ``"<seq>.<128 random bits in hex>"``.
+
+    Naming the row lets ``delete``, ``change_visibility`` and ``dead_letter`` find it by its
+    primary key and compare the receipt there, so the table needs no index on receipts (one
+    index fewer to update on every send and receive). The random part is what makes a receipt
+    unguessable and a stale one useless; receipts stay opaque to callers.
+    """
+    return f"{seq}.{secrets.token_hex(16)}"
+
+
+def receipt_seq(receipt: str) -> int | None:
+    """The row a receipt of :func:`new_receipt` names; ``None`` for any other string.
+
+    Receipts issued before receipts named their row (a bare uuid4 hex) give ``None``: the back
+    ends then look them up by the receipt column alone, as they did.
+    """
+    head, dot, _ = receipt.partition(".")
+    if dot and 0 < len(head) <= 19 and head.isascii() and head.isdigit():
+        return int(head)
+    return None
 
 
 def _as_stored(text: str) -> str:
@@ -99,7 +130,7 @@ def receive_ready(
                 if reason is not None:
                     relocate(seq, policy.dlq_for(queue), dead_letter_attributes_of(message, reason))
                     continue
-            receipt = uuid.uuid4().hex
+            receipt = new_receipt(seq)
             deliver(seq, visible_at, receipt)
             delivered.append(
                 replace(

@@ -264,13 +264,20 @@ def check_policies(policies: Mapping[str, QueuePolicy] | None) -> dict[str, Queu
     return checked
 
 
+_ATTRIBUTES_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
+
+
 def dump_attributes(attributes: Mapping[str, str]) -> str:
     """Attributes as stored: compact JSON with sorted keys."""
-    return json.dumps(dict(attributes), sort_keys=True, separators=(",", ":"))
+    if not attributes:
+        return "{}"  # most messages: skip the encoder
+    return _ATTRIBUTES_JSON.encode(dict(attributes))
 
 
 def load_attributes(text: str) -> dict[str, str]:
     """Invert :func:`dump_attributes`."""
+    if text == "{}":
+        return {}
     loaded = json.loads(text)
     return {str(k): str(v) for k, v in loaded.items()}
 

@@ -11,6 +11,7 @@ NUL are stored escaped, as in the store.
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import Mapping
 
@@ -21,6 +22,7 @@ from stormproof.events._queue_sql import (
     COLUMNS,
     Row,
     dead_letter_attributes_of,
+    receipt_seq,
     receive_ready,
     row_message,
 )
@@ -42,6 +44,8 @@ from stormproof.stores.postgres import _SCHEMA_LOCK, PostgresStore, _decode, _en
 __all__ = ["PostgresQueue"]
 
 _COLUMNS = sql.SQL(COLUMNS)
+#: ``max_receives`` of a queue without a policy: more than an INTEGER receive count can hold.
+_NO_LIMIT = 2**31
 
 
 class PostgresQueue:
@@ -57,7 +61,7 @@ class PostgresQueue:
         self._create = sql.SQL(
             "CREATE TABLE IF NOT EXISTS {} ("
             " seq BIGSERIAL PRIMARY KEY,"
-            " id TEXT NOT NULL UNIQUE,"
+            " id TEXT NOT NULL,"
             " queue TEXT NOT NULL,"
             " body TEXT NOT NULL,"
             " attributes TEXT NOT NULL,"
@@ -70,15 +74,39 @@ class PostgresQueue:
             sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (queue, sent_at, seq)").format(
                 sql.Identifier(f"{self.table[:55]}_order"), t
             ),
-            sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (receipt)").format(
-                sql.Identifier(f"{self.table[:55]}_receipt"), t
-            ),
         ]
+        self._insert = sql.SQL(
+            "INSERT INTO {} (id, queue, body, attributes, sent_at, receive_count,"
+            " visible_at, receipt) VALUES (%s, %s, %s, %s, %s, 0, %s, NULL)"
+        ).format(t)
         self._select_ready = sql.SQL(
             "SELECT {c} FROM {t} WHERE queue = %s AND visible_at <= %s"
             " AND (sent_at, seq) > (%s, %s) ORDER BY sent_at, seq LIMIT %s"
             " FOR UPDATE SKIP LOCKED"
         ).format(c=_COLUMNS, t=t)
+        # receive in one statement: pick, hide and issue receipts (the row's seq and 122 random
+        # bits, the form of _queue_sql.new_receipt) -- unless a picked row is one the policy
+        # condemns, which the statement then reports instead of delivering anything, and the
+        # general path (receive_ready, in a transaction) moves it to the DLQ.
+        null_row = "NULL::bigint, NULL, NULL, NULL, NULL, NULL::float8, NULL::int, NULL::float8"
+        null_row += ", NULL"
+        self._receive_at_once = sql.SQL(
+            "WITH picked AS (SELECT seq, receive_count, sent_at FROM {t}"
+            " WHERE queue = %(queue)s AND visible_at <= %(now)s ORDER BY sent_at, seq"
+            " LIMIT %(limit)s FOR UPDATE SKIP LOCKED),"
+            " condemned AS (SELECT 1 FROM picked WHERE receive_count >= %(max_receives)s"
+            " OR %(now)s - sent_at > %(max_age)s LIMIT 1),"
+            " delivered AS (UPDATE {t} AS m SET visible_at = %(visible_at)s,"
+            " receive_count = m.receive_count + 1,"
+            " receipt = m.seq::text || '.' || replace(gen_random_uuid()::text, '-', '')"
+            " FROM picked WHERE m.seq = picked.seq AND NOT EXISTS (SELECT 1 FROM condemned)"
+            " RETURNING {m})"
+            " SELECT false, * FROM delivered"
+            " UNION ALL SELECT true, " + null_row + " FROM condemned"
+        ).format(
+            t=t,
+            m=sql.SQL(", ").join(sql.SQL("m.") + sql.Identifier(c) for c in COLUMNS.split(", ")),
+        )
         self._deliver = sql.SQL(
             "UPDATE {} SET visible_at = %s, receive_count = receive_count + 1, receipt = %s"
             " WHERE seq = %s"
@@ -112,12 +140,9 @@ class PostgresQueue:
         attrs = check_send(queue, body, attributes)
         check_now(now)
         message_id = uuid.uuid4().hex
-        with self._store._transaction() as cur:
+        with self._store._statement() as cur:
             cur.execute(
-                sql.SQL(
-                    "INSERT INTO {} (id, queue, body, attributes, sent_at, receive_count,"
-                    " visible_at, receipt) VALUES (%s, %s, %s, %s, %s, 0, %s, NULL)"
-                ).format(self._t),
+                self._insert,
                 (
                     message_id,
                     _encode(queue),
@@ -135,6 +160,20 @@ class PostgresQueue:
         """Deliver up to ``max_messages``; dead-letter the ones the policy condemns."""
         check_receive(queue, max_messages, visibility_timeout)
         check_now(now)
+        policy = self.policies.get(queue)
+        params = {
+            "queue": _encode(queue),
+            "now": now,
+            "limit": max_messages,
+            "visible_at": now + visibility_timeout,
+            "max_receives": _NO_LIMIT if policy is None else policy.max_receive_count,
+            "max_age": math.inf if policy is None else policy.max_age,
+        }
+        with self._store._statement() as cur:
+            rows = cur.execute(self._receive_at_once, params, prepare=True).fetchall()
+        if not any(row[0] for row in rows):
+            rows.sort(key=lambda row: (row[6], row[1]))  # (sent_at, seq): oldest first
+            return [row_message(row[1:], _decode) for row in rows]
         with self._store._transaction() as cur:
             return receive_ready(
                 queue,
@@ -157,27 +196,36 @@ class PostgresQueue:
     ) -> None:
         cur.execute(self._relocate, (_encode(dlq), _encode(attributes), now, now, seq))
 
+    @staticmethod
+    def _holding(queue: str, receipt: str) -> tuple[sql.SQL, tuple[object, ...]]:
+        """The WHERE clause (and its parameters) of the row of ``queue`` holding ``receipt``."""
+        seq = receipt_seq(receipt)
+        if seq is None:
+            return sql.SQL("queue = %s AND receipt = %s"), (_encode(queue), _encode(receipt))
+        return (
+            sql.SQL("seq = %s AND queue = %s AND receipt = %s"),
+            (seq, _encode(queue), _encode(receipt)),
+        )
+
     def delete(self, queue: str, receipt: str) -> bool:
         """Delete the message whose latest receipt is ``receipt``."""
         check_queue_name(queue)
-        with self._store._transaction() as cur:
-            cur.execute(
-                sql.SQL("DELETE FROM {} WHERE queue = %s AND receipt = %s").format(self._t),
-                (_encode(queue), _encode(receipt)),
-            )
+        where, params = self._holding(queue, receipt)
+        with self._store._statement() as cur:
+            cur.execute(sql.SQL("DELETE FROM {} WHERE {}").format(self._t, where), params)
             return cur.rowcount == 1
 
     def change_visibility(self, queue: str, receipt: str, timeout: float, now: float) -> bool:
         """Hide the in-flight message holding ``receipt`` until ``now + timeout``."""
         check_receive(queue, 1, timeout)
         check_now(now)
-        with self._store._transaction() as cur:
+        where, params = self._holding(queue, receipt)
+        with self._store._statement() as cur:
             cur.execute(
-                sql.SQL(
-                    "UPDATE {} SET visible_at = %s WHERE queue = %s AND receipt = %s"
-                    " AND visible_at > %s"
-                ).format(self._t),
-                (now + timeout, _encode(queue), _encode(receipt), now),
+                sql.SQL("UPDATE {} SET visible_at = %s WHERE {} AND visible_at > %s").format(
+                    self._t, where
+                ),
+                (now + timeout, *params, now),
             )
             return cur.rowcount == 1
 
@@ -186,11 +234,10 @@ class PostgresQueue:
         check_queue_name(queue)
         check_now(now)
         with self._store._transaction() as cur:
+            where, params = self._holding(queue, receipt)
             cur.execute(
-                sql.SQL("SELECT {} FROM {} WHERE queue = %s AND receipt = %s FOR UPDATE").format(
-                    _COLUMNS, self._t
-                ),
-                (_encode(queue), _encode(receipt)),
+                sql.SQL("SELECT {} FROM {} WHERE {} FOR UPDATE").format(_COLUMNS, self._t, where),
+                params,
             )
             row = cur.fetchone()
             if row is None:

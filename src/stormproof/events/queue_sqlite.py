@@ -19,6 +19,7 @@ from stormproof.events._queue_sql import (
     COLUMNS,
     Row,
     dead_letter_attributes_of,
+    receipt_seq,
     receive_ready,
     row_message,
 )
@@ -72,7 +73,7 @@ class SQLiteQueue:
             conn.execute(
                 f"CREATE TABLE IF NOT EXISTS {t} ("
                 " seq INTEGER PRIMARY KEY AUTOINCREMENT,"
-                " id TEXT NOT NULL UNIQUE,"
+                " id TEXT NOT NULL,"
                 " queue TEXT NOT NULL,"
                 " body TEXT NOT NULL,"
                 " attributes TEXT NOT NULL,"
@@ -82,7 +83,6 @@ class SQLiteQueue:
                 " receipt TEXT)"
             )
             conn.execute(f'CREATE INDEX IF NOT EXISTS "{name}_order" ON {t} (queue, sent_at, seq)')
-            conn.execute(f'CREATE INDEX IF NOT EXISTS "{name}_receipt" ON {t} (receipt)')
             conn.execute(
                 f"CREATE TABLE IF NOT EXISTS {SCHEMA_TABLE} ("
                 " name TEXT PRIMARY KEY NOT NULL, version INTEGER NOT NULL)"
@@ -137,22 +137,28 @@ class SQLiteQueue:
     ) -> None:
         conn.execute(self._relocate, (dlq, attributes, now, now, seq))
 
+    def _holding(self, queue: str, receipt: str) -> tuple[str, tuple[object, ...]]:
+        """The WHERE clause (and its parameters) of the row of ``queue`` holding ``receipt``."""
+        seq = receipt_seq(receipt)
+        if seq is None:
+            return "queue = ? AND receipt = ?", (queue, receipt)
+        return "seq = ? AND queue = ? AND receipt = ?", (seq, queue, receipt)
+
     def delete(self, queue: str, receipt: str) -> bool:
         """Delete the message whose latest receipt is ``receipt``."""
         check_queue_name(queue)
-        cursor = self._store._conn().execute(
-            f"DELETE FROM {self._t} WHERE queue = ? AND receipt = ?", (queue, receipt)
-        )
+        where, params = self._holding(queue, receipt)
+        cursor = self._store._conn().execute(f"DELETE FROM {self._t} WHERE {where}", params)
         return cursor.rowcount == 1
 
     def change_visibility(self, queue: str, receipt: str, timeout: float, now: float) -> bool:
         """Hide the in-flight message holding ``receipt`` until ``now + timeout``."""
         check_receive(queue, 1, timeout)
         check_now(now)
+        where, params = self._holding(queue, receipt)
         cursor = self._store._conn().execute(
-            f"UPDATE {self._t} SET visible_at = ? WHERE queue = ? AND receipt = ?"
-            " AND visible_at > ?",
-            (now + timeout, queue, receipt, now),
+            f"UPDATE {self._t} SET visible_at = ? WHERE {where} AND visible_at > ?",
+            (now + timeout, *params, now),
         )
         return cursor.rowcount == 1
 
@@ -161,9 +167,9 @@ class SQLiteQueue:
         check_queue_name(queue)
         check_now(now)
         with self._store._write() as conn:
+            where, params = self._holding(queue, receipt)
             row: Row | None = conn.execute(
-                f"SELECT {COLUMNS} FROM {self._t} WHERE queue = ? AND receipt = ?",
-                (queue, receipt),
+                f"SELECT {COLUMNS} FROM {self._t} WHERE {where}", params
             ).fetchone()
             if row is None:
                 return False

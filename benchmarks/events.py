@@ -59,9 +59,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
 import json
-import socket
 import statistics
 import tempfile
 import threading
@@ -72,6 +70,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from _rows import has_module, port_open, print_rows
 from stormproof.events.idempotency import Idempotency
 from stormproof.events.validation import ValidationPolicy
 
@@ -245,19 +244,12 @@ def with_peer(rows: list[dict[str, Any]], peer: str, rates: dict[str, float]) ->
             row.update(peer=peer, peer_per_s=peer_rate, ratio=row["ours_per_s"] / peer_rate)
 
 
-def _has(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None
-    except ModuleNotFoundError:
-        return False
-
-
 def redis_rows(n: int, repeats: int) -> list[dict[str, Any]]:
     unique = uuid.uuid4().hex[:12]
     rows = idempotency_rows(
         f"redis://127.0.0.1:6379/15?prefix=sp-bench-{unique}:", "redis", n, repeats
     )
-    if not _has("aws_lambda_powertools"):
+    if not has_module("aws_lambda_powertools"):
         return rows
     import redis
     from aws_lambda_powertools.utilities.idempotency.persistence.cache import (
@@ -284,7 +276,7 @@ def redis_rows(n: int, repeats: int) -> list[dict[str, Any]]:
 
 
 def dynamodb_rows(n: int, repeats: int) -> list[dict[str, Any]]:
-    if not _has("stormproof.stores.dynamodb"):
+    if not has_module("stormproof.stores.dynamodb"):
         return []  # no peer row without ours
     import boto3
     from moto import mock_aws
@@ -293,7 +285,7 @@ def dynamodb_rows(n: int, repeats: int) -> list[dict[str, Any]]:
         client = boto3.client("dynamodb", region_name=REGION)
         url = f"dynamodb://sp_bench_{uuid.uuid4().hex[:8]}?region={REGION}"
         rows = idempotency_rows(url, "dynamodb", n, repeats)
-        if not _has("aws_lambda_powertools"):
+        if not has_module("aws_lambda_powertools"):
             return rows
         from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 
@@ -438,14 +430,6 @@ def group_commit_rows(n: int, repeats: int, concurrency: tuple[int, ...]) -> lis
     return rows
 
 
-def _up(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1.0):
-            return True
-    except OSError:
-        return False
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=200_000)
@@ -468,42 +452,31 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             url = f"sqlite:///{Path(tmp) / 'bench.db'}"
             rows += idempotency_rows(url, "sqlite", args.calls, args.repeats, threads)
-    if "postgres" in only and _up(5432) and _has("psycopg"):
+    if "postgres" in only and port_open(5432) and has_module("psycopg"):
         table = f"sp_bench_{uuid.uuid4().hex[:8]}"
         pg = f"postgresql://postgres@127.0.0.1:5432/test?table={table}&pool_max={max(threads)}"
         rows += idempotency_rows(pg, "postgres", args.calls // 5, args.repeats, threads)
-    if "redis" in only and _up(6379) and _has("redis"):
+    if "redis" in only and port_open(6379) and has_module("redis"):
         rows += redis_rows(args.calls, args.repeats)
     if "async" in only:
         for tasks in dict.fromkeys(args.tasks or (16,)):
             if tasks < 1:
                 parser.error("--tasks must be >= 1")
-            if _up(5432) and _has("psycopg"):
+            if port_open(5432) and has_module("psycopg"):
                 table = f"sp_bench_{uuid.uuid4().hex[:8]}"
                 pg = f"postgresql://postgres@127.0.0.1:5432/test?table={table}&pool_max={tasks}"
                 rows += async_rows(pg, "postgres", args.calls // 5, args.repeats, tasks)
-            if _up(6379) and _has("redis"):
+            if port_open(6379) and has_module("redis"):
                 prefix = f"sp-bench-{uuid.uuid4().hex[:12]}:"
                 redis_url = f"redis://127.0.0.1:6379/15?prefix={prefix}"
                 rows += async_rows(redis_url, "redis", args.calls, args.repeats, tasks)
-    if "group_commit" in only and _up(5432) and _has("psycopg"):
+    if "group_commit" in only and port_open(5432) and has_module("psycopg"):
         concurrency = tuple(dict.fromkeys(args.tasks or (4, 16, 64)))
         rows += group_commit_rows(args.calls // 5, args.repeats, concurrency)
-    if "dynamodb" in only and _has("moto") and _has("boto3"):
+    if "dynamodb" in only and has_module("moto") and has_module("boto3"):
         # moto parses every request in-process (~10 ms per write), so fewer calls.
         rows += dynamodb_rows(max(args.calls // 25, 20), args.repeats)
-    for row in rows:
-        row.setdefault("peer", None)
-        row.setdefault("peer_per_s", None)
-        row.setdefault("ratio", None)
-    if args.json:
-        print(json.dumps(rows))
-        return
-    for row in rows:
-        peer = ""
-        if row["peer"]:
-            peer = f"  {row['peer']}: {row['peer_per_s']:>12,.0f}/s  ratio {row['ratio']:.1f}x"
-        print(f"{row['case']:<30} {row['ours_per_s']:>12,.0f}/s{peer}")
+    print_rows(rows, as_json=args.json)
 
 
 if __name__ == "__main__":

@@ -30,9 +30,7 @@ medians of ``--repeats`` runs. ``--json`` prints ``{"case", "ours_per_s", "peer"
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
-import socket
 import statistics
 import tempfile
 import time
@@ -41,26 +39,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from _rows import has_module, port_open, print_rows
 from stormproof.events.queue import open_queue
 
 BODY = json.dumps({"order": "o-0000001", "amount": 1234, "currency": "EUR", "note": "x" * 40})
 PG = "postgresql://postgres@127.0.0.1:5432/test"
 PG_LIBPQ = "host=127.0.0.1 port=5432 dbname=test user=postgres"
-
-
-def _has(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None
-    except ModuleNotFoundError:
-        return False
-
-
-def _up(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1.0):
-            return True
-    except OSError:
-        return False
 
 
 #: A run: set up (untimed), then the timed part, which returns how many messages it handled.
@@ -232,7 +216,7 @@ def sqlite_rows(n: int, repeats: int) -> list[dict[str, Any]]:
         def url() -> str:
             return f"sqlite:///{directory / uuid.uuid4().hex[:8]}.db"
 
-        peer = "persist-queue SQLiteAckQueue" if _has("persistqueue") else None
+        peer = "persist-queue SQLiteAckQueue" if has_module("persistqueue") else None
         return [
             _side_by_side(
                 "send_sqlite",
@@ -256,7 +240,7 @@ def sqlite_rows(n: int, repeats: int) -> list[dict[str, Any]]:
 
 def postgres_rows(n: int, repeats: int) -> list[dict[str, Any]]:
     tables: list[str] = []
-    peer = "pq (psycopg2)" if _has("pq") and _has("psycopg2") else None
+    peer = "pq (psycopg2)" if has_module("pq") and has_module("psycopg2") else None
     url = f"{PG}?table=sp_qbench_{uuid.uuid4().hex[:8]}"
     try:
         return [
@@ -298,16 +282,9 @@ def main() -> None:
         args.messages, args.repeats = 100, 1
     only = set(args.only.split(","))
     rows = sqlite_rows(args.messages, args.repeats) if "sqlite" in only else []
-    if "postgres" in only and _up(5432) and _has("psycopg"):
+    if "postgres" in only and port_open(5432) and has_module("psycopg"):
         rows += postgres_rows(max(args.messages // 2, 1), args.repeats)
-    if args.json:
-        print(json.dumps(rows))
-        return
-    for row in rows:
-        peer = ""
-        if row["peer"]:
-            peer = f"  {row['peer']}: {row['peer_per_s']:>9,.0f}/s  ratio {row['ratio']:.2f}x"
-        print(f"{row['case']:<28} {row['ours_per_s']:>9,.0f}/s{peer}")
+    print_rows(rows, as_json=args.json, ratio_digits=2)
 
 
 if __name__ == "__main__":

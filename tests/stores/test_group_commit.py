@@ -66,20 +66,12 @@ def _key(item: tuple[str, int]) -> Hashable:
 # -- threads -------------------------------------------------------------------------------------
 
 
-class HeldRecorder(Recorder):
-    """A recorder whose first statement waits for ``release``, so that others queue behind it."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.started = threading.Event()
-        self.release = threading.Event()
+class FreeRecorder(Recorder):
+    """A recorder that answers at once (threads race freely)."""
 
     def run_one(self, item: tuple[str, int]) -> str:
         self.enter([item])
         try:
-            if not self.started.is_set():
-                self.started.set()
-                assert self.release.wait(WAIT)
             return _value(self.answer(item))
         finally:
             self.leave()
@@ -90,6 +82,21 @@ class HeldRecorder(Recorder):
             return [self.answer(item) for item in items]
         finally:
             self.leave()
+
+
+class HeldRecorder(FreeRecorder):
+    """A recorder whose first statement waits for ``release``, so that others queue behind it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started = threading.Event()
+        self.release = threading.Event()
+
+    def run_one(self, item: tuple[str, int]) -> str:
+        if not self.started.is_set():
+            self.started.set()
+            assert self.release.wait(WAIT)
+        return super().run_one(item)
 
 
 def _wait_until_queued(group: GroupCommit[tuple[str, int], str], count: int) -> None:
@@ -231,24 +238,6 @@ def _upper_many(items: Sequence[str]) -> list[Outcome[str]]:
     return [item.upper() for item in items]
 
 
-class FreeRecorder(Recorder):
-    """A recorder that answers at once (threads race freely)."""
-
-    def run_one(self, item: tuple[str, int]) -> str:
-        self.enter([item])
-        try:
-            return _value(self.answer(item))
-        finally:
-            self.leave()
-
-    def run_many(self, items: Sequence[tuple[str, int]]) -> list[Outcome[str]]:
-        self.enter(items)
-        try:
-            return [self.answer(item) for item in items]
-        finally:
-            self.leave()
-
-
 def _check_batches(
     recorder: Recorder, items: list[tuple[str, int]], limits: tuple[int, int]
 ) -> None:
@@ -298,20 +287,13 @@ async def _async_many(items: Sequence[str]) -> list[Outcome[str]]:
     return [item.upper() for item in items]
 
 
-class AsyncHeld(Recorder):
-    """The async recorder: the first statement waits for ``release``."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.started = asyncio.Event()
-        self.release = asyncio.Event()
+class AsyncFree(Recorder):
+    """The async recorder that answers after one suspension."""
 
     async def run_one(self, item: tuple[str, int]) -> str:
         self.enter([item])
         try:
-            if not self.started.is_set():
-                self.started.set()
-                await self.release.wait()
+            await asyncio.sleep(0)
             return _value(self.answer(item))
         finally:
             self.leave()
@@ -319,10 +301,25 @@ class AsyncHeld(Recorder):
     async def run_many(self, items: Sequence[tuple[str, int]]) -> list[Outcome[str]]:
         self.enter(items)
         try:
-            await asyncio.sleep(0)  # a real statement suspends the task
+            await asyncio.sleep(0)
             return [self.answer(item) for item in items]
         finally:
             self.leave()
+
+
+class AsyncHeld(AsyncFree):
+    """The async recorder whose first statement waits for ``release``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def run_one(self, item: tuple[str, int]) -> str:
+        if not self.started.is_set():
+            self.started.set()
+            await self.release.wait()
+        return await super().run_one(item)
 
 
 def test_async_callers_queued_behind_a_busy_slot_share_the_next_statement() -> None:
@@ -396,26 +393,6 @@ def test_async_batch_failure_reaches_every_caller_of_the_batch() -> None:
         assert results == ["a:0", broken, broken]
 
     asyncio.run(scenario())
-
-
-class AsyncFree(Recorder):
-    """The async recorder that answers after one suspension."""
-
-    async def run_one(self, item: tuple[str, int]) -> str:
-        self.enter([item])
-        try:
-            await asyncio.sleep(0)
-            return _value(self.answer(item))
-        finally:
-            self.leave()
-
-    async def run_many(self, items: Sequence[tuple[str, int]]) -> list[Outcome[str]]:
-        self.enter(items)
-        try:
-            await asyncio.sleep(0)
-            return [self.answer(item) for item in items]
-        finally:
-            self.leave()
 
 
 @settings(max_examples=60, deadline=None)

@@ -76,6 +76,16 @@ def _set_up(store: stores.IdempotencyStore, key: str, state: str) -> None:
         assert store.fail(key, "t0", '"boom"', T0, ttl=ttl)
 
 
+def _twins(pg: PostgresStore, states: dict[str, str]) -> tuple[str, MemoryStore]:
+    """The same records in PostgreSQL (under a fresh key prefix) and in a memory store."""
+    prefix = uuid.uuid4().hex[:8] + "-"
+    memory = MemoryStore()
+    for key, state in states.items():
+        _set_up(pg, prefix + key, state)
+        _set_up(memory, prefix + key, state)
+    return prefix, memory
+
+
 _KEYS = ("a", "b", "c\x00nul", "%nul%d", "é")
 _batch_calls = st.lists(
     st.tuples(
@@ -100,11 +110,7 @@ _batch_calls = st.lists(
 def test_a_combined_claim_answers_as_claims_one_after_another(
     pg: PostgresStore, states: dict[str, str], calls: list[tuple[str, str, float]]
 ) -> None:
-    prefix = uuid.uuid4().hex[:8] + "-"
-    memory = MemoryStore()
-    for key, state in states.items():
-        _set_up(pg, prefix + key, state)
-        _set_up(memory, prefix + key, state)
+    prefix, memory = _twins(pg, states)
     requests = [
         _ClaimRequest(prefix + key, payload_hash, f"t{n}", T0 + after, 30.0, 3600.0)
         for n, (key, payload_hash, after) in enumerate(calls)
@@ -140,11 +146,7 @@ _finish_calls = st.lists(
 def test_a_combined_finish_answers_as_finishes_one_after_another(
     pg: PostgresStore, states: dict[str, str], calls: list[tuple[str, str, RecordStatus]]
 ) -> None:
-    prefix = uuid.uuid4().hex[:8] + "-"
-    memory = MemoryStore()
-    for key, state in states.items():
-        _set_up(pg, prefix + key, state)
-        _set_up(memory, prefix + key, state)
+    prefix, memory = _twins(pg, states)
     now = T0 + 1.0
     requests = [
         _FinishRequest(status, prefix + key, token, f'"r{n}\x00"', now, 600.0)

@@ -13,14 +13,17 @@ commit; only callers that find every slot busy queue, and the next free slot tak
 the throughput of batches.
 
 Two items with the same ``key`` never share a batch (a statement may not update one row twice):
-the later one stays queued for the next. Every caller returns only when the statement that
+the later one stays queued for the next. With ``key=None`` any items may share one, and the
+store's ``run_many`` answers repeats itself. Every caller returns only when the statement that
 carried its item has committed (or failed), so an acknowledged write is as durable as without
 group commit.
 
-:class:`GroupCommit` serves threads: the caller whose item is at the head of a free slot runs
-the batch in its own thread (leader and followers; no thread of its own). :class:`AsyncGroupCommit`
-serves one event loop: batches run as tasks of that loop, so a caller that is cancelled does not
-cancel the statement carrying other callers' items.
+:class:`GroupCommit` serves threads with no thread of its own: a waiting caller that finds a
+free slot runs the next batch in its own thread (leader and followers), and keeps leading or
+waiting until its own item is done. :class:`AsyncGroupCommit` serves one event loop: a caller
+that finds a free slot and no queue runs its item in its own task; queued items run as tasks
+of the loop, so a caller that is cancelled does not cancel the statement carrying other
+callers' items.
 """
 
 from __future__ import annotations

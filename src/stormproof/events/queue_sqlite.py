@@ -70,9 +70,13 @@ class SQLiteQueue:
         """Create the messages and schema tables if missing and record the schema version."""
         t, name = self._t, self.table
         with self._store._write() as conn:
+            # seq without AUTOINCREMENT: a new row gets max(seq) + 1, above every live row, which
+            # is all that ordering and receipts need (a receipt also carries a random part), and
+            # a send writes no sqlite_sequence row. Tables made with AUTOINCREMENT and with a
+            # unique index on id or an index on receipts (before 2026-12) work the same.
             conn.execute(
                 f"CREATE TABLE IF NOT EXISTS {t} ("
-                " seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+                " seq INTEGER PRIMARY KEY,"
                 " id TEXT NOT NULL,"
                 " queue TEXT NOT NULL,"
                 " body TEXT NOT NULL,"

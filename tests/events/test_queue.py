@@ -178,6 +178,43 @@ def test_receipts_issued_before_they_named_their_row_still_work(
     assert q.depth("jobs", T0 + 2) == (0, 0)
 
 
+def test_tables_in_the_earlier_layout_keep_working(url: str) -> None:
+    """Tables made before receipts named their row: AUTOINCREMENT (SQLite), a unique index on
+    ids and an index on receipts. ``init`` leaves them as they are; everything still works."""
+    q = open_queue(url)
+    table = q.table
+    serial = (
+        "INTEGER PRIMARY KEY AUTOINCREMENT" if url.startswith("sqlite") else "BIGSERIAL PRIMARY KEY"
+    )
+    real = "REAL" if url.startswith("sqlite") else "DOUBLE PRECISION"
+    ddl = [
+        f'CREATE TABLE "{table}" (seq {serial}, id TEXT NOT NULL UNIQUE, queue TEXT NOT NULL,'
+        f" body TEXT NOT NULL, attributes TEXT NOT NULL, sent_at {real} NOT NULL,"
+        f" receive_count INTEGER NOT NULL DEFAULT 0, visible_at {real} NOT NULL, receipt TEXT)",
+        f'CREATE INDEX "{table}_order" ON "{table}" (queue, sent_at, seq)',
+        f'CREATE INDEX "{table}_receipt" ON "{table}" (receipt)',
+    ]
+    if url.startswith("sqlite"):
+        conn = q._store._conn()
+        for statement in ddl:
+            conn.execute(statement)
+    else:
+        with q._store._statement() as cur:
+            for statement in ddl:
+                cur.execute(statement)
+    try:
+        q.init()
+        sent = [q.send("jobs", str(n), None, T0 + n) for n in range(3)]
+        got = q.receive("jobs", 2, 30.0, T0 + 5)
+        assert [m.message_id for m in got] == sent[:2]
+        assert q.delete("jobs", got[0].receipt)
+        assert q.change_visibility("jobs", got[1].receipt, 0.0, T0 + 6)
+        assert [m.body for m in q.receive("jobs", 5, 30.0, T0 + 6)] == ["1", "2"]
+    finally:
+        q.drop()
+        q.close()
+
+
 @pytest.mark.parametrize(
     "receipt", ["", ".", "abc", "12", ".12", "-1.ab", "1e3.ab", "١٢.ab", "9" * 20 + ".ab"]
 )

@@ -107,3 +107,53 @@ def test_run_table_and_option_errors(tmp_path: Path) -> None:
     assert "valid: as_written, single" in bad_policy.output
     bad_trigger = runner.invoke(app, ["model", "run", path, "--trigger", "nope"])
     assert bad_trigger.exit_code == 2
+
+
+def test_lint_a_policy_set_as_well_as_the_file(tmp_path: Path) -> None:
+    three_tier = str(EXAMPLES / "three-tier.yaml")
+    # The file's own set "fixed" retries once per layer and budgets the edge: no error left.
+    fixed = runner.invoke(app, ["model", "lint", three_tier, "--policy", "fixed"])
+    assert fixed.exit_code == 0, fixed.output
+    assert "== fixed ==" in fixed.output and "retry-amplification" not in fixed.output
+    # A set from a file that keeps three attempts at every layer: the amplification is back,
+    # reported against the set (no line: its clients are not at the topology's lines).
+    louder = tmp_path / "louder.yaml"
+    louder.write_text(
+        "name: louder\ntopology: three-tier\nedges:\n"
+        "  web->app: {timeout: 1.0, max_attempts: 3, backoff: {kind: none}}\n"
+        "  app->db: {timeout: 0.3, max_attempts: 3, backoff: {kind: none}}\n",
+        encoding="utf-8",
+    )
+    both = runner.invoke(
+        app, ["model", "lint", three_tier, "--policy-set", str(louder), "--policy", "all"]
+    )
+    assert both.exit_code == 1
+    sections = both.output.split("== ")
+    assert [s.split(" ==")[0] for s in sections[1:]] == ["as_written", "fixed", "louder"]
+    assert f"{three_tier} [louder] " in sections[3]
+    assert "error: retry-amplification: db: up to 27 attempts" in sections[3]
+    assert "0 error(s)" in sections[2]
+
+    document = json.loads(
+        runner.invoke(
+            app,
+            ["model", "lint", three_tier, "--policy-set", str(louder), "--policy", "all", "--json"],
+        ).output
+    )
+    assert set(document["policies"]) == {"as_written", "fixed", "louder"}
+    # The top level is the first policy linted, as before --policy existed.
+    assert document["counts"] == document["policies"]["as_written"]["counts"]
+    assert document["findings"] == document["policies"]["as_written"]["findings"]
+    assert document["policies"]["fixed"]["counts"]["error"] == 0
+    louder_findings = document["policies"]["louder"]["findings"]
+    assert louder_findings and all(f["line"] is None for f in louder_findings)
+    assert any(f["line"] for f in document["policies"]["as_written"]["findings"])
+
+
+def test_lint_refuses_an_unknown_policy() -> None:
+    result = runner.invoke(
+        app, ["model", "lint", str(EXAMPLES / "three-tier.yaml"), "--policy", "nope"]
+    )
+    assert result.exit_code == 2
+    assert "'nope' is not a policy set of three-tier" in result.output
+    assert "as_written, fixed" in result.output

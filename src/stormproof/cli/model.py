@@ -9,6 +9,7 @@ problems, or ``lint`` found errors; 2 bad command-line options (unknown policy o
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
@@ -21,6 +22,9 @@ from stormproof.cli._app import app
 from stormproof.errors import ConfigError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from stormproof.model.lint import Finding
     from stormproof.model.load import Loaded
     from stormproof.model.spec import Topology
 
@@ -94,50 +98,96 @@ def check(
 def lint(
     path: Annotated[str, typer.Argument(metavar="FILE", help=_FILE_HELP)],
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    policy: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Lint the topology as this policy set has it (repeatable): as_written, a "
+            "policy set of the file or of --policy-set, or all; default: as_written."
+        ),
+    ] = None,
+    policy_set: Annotated[
+        list[str] | None, typer.Option("--policy-set", metavar="FILE", help=_SET_HELP)
+    ] = None,
 ) -> None:
     """Static findings: retry amplification, timeouts, jitter, budgets, queues, zones, fleets."""
-    from stormproof.model.lint import amplification
     from stormproof.model.lint import lint as run_lint
+    from stormproof.model.simulate import AS_WRITTEN, with_policy_set
 
     loaded = _read(path)
-    findings = run_lint(loaded.topology)
-    errors = sum(1 for f in findings if f.severity == "error")
-    warnings = len(findings) - errors
+    topology, _ = _with_sets(loaded.topology, policy_set or [])
+    names = list(dict.fromkeys(policy or [AS_WRITTEN]))
+    if "all" in names:
+        names = [AS_WRITTEN, *(p.name for p in topology.policy_sets)]
+    linted: list[tuple[str, Topology, list[Finding]]] = []
+    for name in names:
+        try:
+            variant = with_policy_set(topology, name)
+        except ConfigError as error:
+            Console(stderr=True, soft_wrap=True).print(
+                "[red]error:[/red]", escape(f"{error} (or all)")
+            )
+            raise typer.Exit(2) from None
+        linted.append((name, variant, run_lint(variant)))
+
+    def line_of(name: str, finding: Finding) -> int | None:
+        # A policy set's clients are not at the topology file's lines: no line for them.
+        return loaded.line(finding.path) if name == AS_WRITTEN else None
+
     if json_output:
-        amp = amplification(loaded.topology)
-        document: dict[str, Any] = {
-            "file": path,
-            "topology": loaded.topology.name,
-            "counts": {"error": errors, "warning": warnings},
-            "findings": [f.to_json(loaded.line(f.path)) for f in findings],
-            "amplification": None
-            if amp is None
-            else [
-                {
-                    "source": a.source,
-                    "service": a.service,
-                    "worst_case": a.worst_case,
-                    "with_budgets": a.with_budgets,
-                }
-                for a in amp
-            ],
+        sections = {
+            name: _lint_json(findings, variant, partial(line_of, name))
+            for name, variant, findings in linted
         }
+        first = sections[linted[0][0]]
+        document: dict[str, Any] = {"file": path, "topology": loaded.topology.name, **first}
+        document["policies"] = sections
         typer.echo(json.dumps(document))
     else:
         out = Console(highlight=False, soft_wrap=True)
-        for finding in findings:
-            line = loaded.line(finding.path)
-            where = path if line is None else f"{path}:{line}"
-            out.print(
-                escape(
-                    f"{where}: {finding.severity}: {finding.rule}: {finding.subject}: "
-                    f"{finding.message}"
+        for name, _variant, findings in linted:
+            if len(linted) > 1 or name != AS_WRITTEN:
+                out.print(escape(f"== {name} =="))
+            for finding in findings:
+                line = line_of(name, finding)
+                where = path if line is None else f"{path}:{line}"
+                if name != AS_WRITTEN:
+                    where = f"{where} [{name}] {finding.field}"
+                out.print(
+                    escape(
+                        f"{where}: {finding.severity}: {finding.rule}: {finding.subject}: "
+                        f"{finding.message}"
+                    )
                 )
-            )
-            out.print(escape(f"    see {finding.doc}; fix: {', '.join(finding.fix)}"))
-        out.print(f"{errors} error(s), {warnings} warning(s)")
-    if errors:
+                out.print(escape(f"    see {finding.doc}; fix: {', '.join(finding.fix)}"))
+            errors = sum(1 for f in findings if f.severity == "error")
+            out.print(f"{errors} error(s), {len(findings) - errors} warning(s)")
+    if any(f.severity == "error" for _name, _variant, findings in linted for f in findings):
         raise typer.Exit(1)
+
+
+def _lint_json(
+    findings: list[Finding], topology: Topology, line: Callable[[Finding], int | None]
+) -> dict[str, Any]:
+    """The counts, findings and amplification table of one linted policy."""
+    from stormproof.model.lint import amplification
+
+    errors = sum(1 for f in findings if f.severity == "error")
+    amp = amplification(topology)
+    return {
+        "counts": {"error": errors, "warning": len(findings) - errors},
+        "findings": [f.to_json(line(f)) for f in findings],
+        "amplification": None
+        if amp is None
+        else [
+            {
+                "source": a.source,
+                "service": a.service,
+                "worst_case": a.worst_case,
+                "with_budgets": a.with_budgets,
+            }
+            for a in amp
+        ],
+    }
 
 
 @model_app.command("run")

@@ -28,15 +28,10 @@ from store_services import store_url
 
 from stormproof import stores
 from stormproof.errors import ConfigError
+from stormproof.stores._calls import ClaimCall, FinishCall
 from stormproof.stores.base import Claim, RecordStatus
 from stormproof.stores.memory import MemoryStore
-from stormproof.stores.postgres import (
-    PostgresStore,
-    _ClaimRequest,
-    _FinishRequest,
-    _retry_alone,
-    parse_url,
-)
+from stormproof.stores.postgres import PostgresStore, _retry_alone, parse_url
 
 T0 = 1_700_000_000.0
 BASE = "postgresql://postgres@127.0.0.1:5432/test"
@@ -112,7 +107,7 @@ def test_a_combined_claim_answers_as_claims_one_after_another(
 ) -> None:
     prefix, memory = _twins(pg, states)
     requests = [
-        _ClaimRequest(prefix + key, payload_hash, f"t{n}", T0 + after, 30.0, 3600.0)
+        ClaimCall(prefix + key, payload_hash, f"t{n}", T0 + after, 30.0, 3600.0)
         for n, (key, payload_hash, after) in enumerate(calls)
     ]
     got = pg._claim_many(requests)
@@ -149,7 +144,7 @@ def test_a_combined_finish_answers_as_finishes_one_after_another(
     prefix, memory = _twins(pg, states)
     now = T0 + 1.0
     requests = [
-        _FinishRequest(status, prefix + key, token, f'"r{n}\x00"', now, 600.0)
+        FinishCall(status, prefix + key, token, f'"r{n}\x00"', now, 600.0)
         for n, (key, token, status) in enumerate(calls)
     ]
     got = pg._finish_many(requests)
@@ -166,7 +161,7 @@ def test_an_item_that_breaks_the_combined_statement_fails_alone(pg: PostgresStor
     rng = random.Random(7)
     huge = prefix + "".join(rng.choice("0123456789abcdef") for _ in range(12_000))
     requests = [
-        _ClaimRequest(key, "h", "t", T0, 30.0, 3600.0)
+        ClaimCall(key, "h", "t", T0, 30.0, 3600.0)
         for key in (prefix + "ok-1", huge, prefix + "ok-2")
     ]
     first, broken, last = pg._claim_many(requests)
@@ -175,7 +170,7 @@ def test_an_item_that_breaks_the_combined_statement_fails_alone(pg: PostgresStor
     assert isinstance(broken, psycopg.errors.ProgramLimitExceeded)
     assert pg.get(huge) is None and pg.get(prefix + "ok-2") is not None
     finishes = [
-        _FinishRequest(RecordStatus.COMPLETED, key, "t", result, T0, 3600.0)
+        FinishCall(RecordStatus.COMPLETED, key, "t", result, T0, 3600.0)
         for key, result in ((prefix + "ok-1", '"fine"'), (prefix + "ok-2", '"fine"'))
     ]
     assert pg._finish_many(finishes) == [True, True]
@@ -253,7 +248,7 @@ def test_racing_tasks_get_one_winner_per_key_and_share_statements(tmp_path: Path
         sizes: list[int] = []
         many = store._claim_many  # type: ignore[attr-defined]
 
-        async def counting(requests: Sequence[_ClaimRequest]) -> object:
+        async def counting(requests: Sequence[ClaimCall]) -> object:
             sizes.append(len(requests))
             return await many(requests)
 

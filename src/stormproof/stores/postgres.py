@@ -63,7 +63,7 @@ import re
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Final, NamedTuple, TypeVar
+from typing import Any, Final, TypeVar
 from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
 
 import psycopg
@@ -73,6 +73,9 @@ from psycopg_pool import ConnectionPool
 
 from stormproof._validate import finite_above, int_at_least
 from stormproof.errors import ConfigError
+from stormproof.stores._calls import ClaimCall as _ClaimRequest
+from stormproof.stores._calls import FinishCall as _FinishRequest
+from stormproof.stores._calls import call_key as _request_key
 from stormproof.stores._group_commit import GroupCommit, Outcome
 from stormproof.stores.base import SCHEMA_VERSION, Claim, IdempotencyRecord, RecordStatus
 
@@ -266,32 +269,6 @@ def _claim_answer(
 
 def _claim_gave_up(key: str) -> RuntimeError:
     return RuntimeError(f"claim of {key!r} kept racing with deletions; giving up")
-
-
-class _ClaimRequest(NamedTuple):
-    """One ``claim`` call's arguments, as group commit queues them."""
-
-    key: str
-    payload_hash: str
-    token: str
-    now: float
-    lease: float
-    ttl: float
-
-
-class _FinishRequest(NamedTuple):
-    """One ``complete`` or ``fail`` call's arguments, as group commit queues them."""
-
-    status: RecordStatus
-    key: str
-    token: str
-    result: str
-    now: float
-    ttl: float
-
-
-def _request_key(request: _ClaimRequest | _FinishRequest) -> str:
-    return request.key
 
 
 def _finish_params(request: _FinishRequest) -> tuple[Any, ...]:

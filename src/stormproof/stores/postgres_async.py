@@ -28,6 +28,9 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from stormproof._validate import int_at_least
+from stormproof.stores._calls import ClaimCall as _ClaimRequest
+from stormproof.stores._calls import FinishCall as _FinishRequest
+from stormproof.stores._calls import call_key as _request_key
 from stormproof.stores._group_commit import AsyncGroupCommit, Outcome
 from stormproof.stores.base import SCHEMA_VERSION, Claim, IdempotencyRecord, RecordStatus
 from stormproof.stores.postgres import (
@@ -42,16 +45,13 @@ from stormproof.stores.postgres import (
     _claim_batch_params,
     _claim_gave_up,
     _claim_params,
-    _ClaimRequest,
     _encode,
     _extend_params,
     _finish_batch_answers,
     _finish_batch_params,
     _finish_params,
-    _FinishRequest,
     _pool_options,
     _record,
-    _request_key,
     _retry_alone,
     _Row,
     _Statements,

@@ -22,10 +22,11 @@
   peer is the blocking store of the same URL with ``store_calls="thread"`` (each store call in
   ``asyncio.to_thread``, the loop's default executor: min(32, CPUs + 4) threads). N comes from
   ``--tasks`` (repeatable, default 16); the PostgreSQL pool has ``pool_max=N`` in both.
-* ``--only group_commit`` -- PostgreSQL group commit (the URL's ``group_commit``): for N in
-  ``--tasks`` (default 4, 16 and 64) concurrent callers, ``group_commit_{async,threads}_xN``
-  rows give new-key idempotent calls/s with the default setting (``group_commit=2``) and
-  ``group_commit1_..._xN`` with ``group_commit=1``, each against ``group_commit=0`` (every call
+* ``--only group_commit`` -- group commit on PostgreSQL and Redis (the URL's ``group_commit``):
+  for N in ``--tasks`` (default 4, 16 and 64) concurrent callers,
+  ``group_commit_{postgres,redis}_{async,threads}_xN`` rows give new-key idempotent calls/s
+  with the default setting (``group_commit=2``) and ``group_commit1_..._xN`` with
+  ``group_commit=1``, each against ``group_commit=0`` (every call
   its own statements; concurrent commits still share WAL flushes in the server);
   ``..._duplicate_...`` rows repeat one completed key. ``async`` is N tasks on one event loop
   with the native async store, ``threads`` N threads on the blocking store; ``pool_max`` is
@@ -376,15 +377,26 @@ def async_rows(url: str, label: str, n: int, repeats: int, tasks: int) -> list[d
 _GROUP_COMMIT_SETTINGS = {"group_commit": 2, "group_commit1": 1, "off": 0}
 
 
-def group_commit_rows(n: int, repeats: int, concurrency: tuple[int, ...]) -> list[dict[str, Any]]:
+def _group_commit_url(backend: str, count: int, setting: int) -> str:
+    unique = uuid.uuid4().hex[:8]
+    if backend == "redis":
+        return f"redis://127.0.0.1:6379/15?prefix=sp-bench-{unique}:&group_commit={setting}"
+    return (
+        f"postgresql://postgres@127.0.0.1:5432/test?table=sp_bench_{unique}"
+        f"&pool_max={max(count, 10)}&group_commit={setting}"
+    )
+
+
+def group_commit_rows(
+    backend: str, n: int, repeats: int, concurrency: tuple[int, ...]
+) -> list[dict[str, Any]]:
     """New-key and duplicate calls/s by ``group_commit`` setting, alternating sample by sample."""
     from stormproof import stores
 
     rows: list[dict[str, Any]] = []
     for count in concurrency:
         urls = {
-            name: f"postgresql://postgres@127.0.0.1:5432/test?table=sp_bench_{uuid.uuid4().hex[:8]}"
-            f"&pool_max={max(count, 10)}&group_commit={setting}"
+            name: _group_commit_url(backend, count, setting)
             for name, setting in _GROUP_COMMIT_SETTINGS.items()
         }
         samples: dict[str, list[float]] = {}
@@ -420,7 +432,7 @@ def group_commit_rows(n: int, repeats: int, concurrency: tuple[int, ...]) -> lis
                 peer = statistics.median(samples[f"off:{kind}"])
                 rows.append(
                     {
-                        "case": f"{name}_{kind}_x{count}",
+                        "case": f"{name}_{backend}_{kind}_x{count}",
                         "ours_per_s": ours,
                         "peer": "group_commit=0",
                         "peer_per_s": peer,
@@ -470,9 +482,12 @@ def main() -> None:
                 prefix = f"sp-bench-{uuid.uuid4().hex[:12]}:"
                 redis_url = f"redis://127.0.0.1:6379/15?prefix={prefix}"
                 rows += async_rows(redis_url, "redis", args.calls, args.repeats, tasks)
-    if "group_commit" in only and port_open(5432) and has_module("psycopg"):
+    if "group_commit" in only:
         concurrency = tuple(dict.fromkeys(args.tasks or (4, 16, 64)))
-        rows += group_commit_rows(args.calls // 5, args.repeats, concurrency)
+        if port_open(5432) and has_module("psycopg"):
+            rows += group_commit_rows("postgres", args.calls // 5, args.repeats, concurrency)
+        if port_open(6379) and has_module("redis"):
+            rows += group_commit_rows("redis", args.calls // 5, args.repeats, concurrency)
     if "dynamodb" in only and has_module("moto") and has_module("boto3"):
         # moto parses every request in-process (~10 ms per write), so fewer calls.
         rows += dynamodb_rows(max(args.calls // 25, 20), args.repeats)

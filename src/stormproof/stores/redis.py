@@ -9,7 +9,10 @@ redis-py:
 * ``prefix`` -- the namespace of this store's keys (default ``stormproof:idem:``), so several
   applications or test runs can share one database;
 * ``ttl_margin`` -- seconds a record is kept by Redis past its ``expires_at`` (default 300; see
-  *Expiry* below).
+  *Expiry* below);
+* ``group_commit`` -- how many claim (and, separately, result) round trips a store makes at
+  once before further concurrent calls share the next one (default 2; ``0`` turns it off):
+  see *Pipelining*.
 
 Invalid values raise :class:`~stormproof.errors.ConfigError` naming the field (``prefix``,
 ``port``, ``db``, ``socket_timeout``, an unknown option's name, ...).
@@ -36,6 +39,14 @@ store: a record is never removed by Redis while a caller whose clock lags by les
 ``ttl_margin`` could still see it as live. Once Redis has removed an expired record, ``get``
 returns ``None`` for it instead of the expired record; a ``claim`` behaves the same either way.
 
+**Pipelining.** Concurrent callers of one store (threads, or tasks of the async store) share
+round trips, as on PostgreSQL (:mod:`stormproof.stores._group_commit`): a caller that finds a
+free slot sends its script alone; callers that find every slot busy queue, and the next free
+slot sends all of their scripts in one pipeline (``MULTI``-less: each script stays its own
+atomic step, run in the order the callers queued, so each gets the answer it would have got
+alone). A script Redis no longer knows (``NOSCRIPT`` after a restart or ``SCRIPT FLUSH``) is
+loaded and the calls are sent again one by one.
+
 **Durability.** Redis acknowledges a write once it is in memory. Whether it survives a crash or
 restart of the Redis server depends entirely on the server's persistence configuration (RDB
 snapshots lose the writes since the last snapshot; AOF with ``appendfsync everysec`` up to about
@@ -50,14 +61,16 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Iterator, Mapping
-from typing import Any, cast
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, NamedTuple, TypeVar, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis
 
 from stormproof._validate import finite_above, finite_at_least, int_at_least
 from stormproof.errors import ConfigError
+from stormproof.stores._calls import ClaimCall, FinishCall
+from stormproof.stores._group_commit import GroupCommit, Outcome
 from stormproof.stores.base import SCHEMA_VERSION, Claim, IdempotencyRecord, RecordStatus
 
 __all__ = ["DEFAULT_PREFIX", "DEFAULT_TTL_MARGIN", "RedisStore"]
@@ -66,6 +79,10 @@ __all__ = ["DEFAULT_PREFIX", "DEFAULT_TTL_MARGIN", "RedisStore"]
 DEFAULT_PREFIX = "stormproof:idem:"
 #: Seconds Redis keeps a record past its ``expires_at`` (see *Expiry* in the module docstring).
 DEFAULT_TTL_MARGIN = 300.0
+#: Round trips of each kind a store makes at once before concurrent calls share pipelines.
+DEFAULT_GROUP_COMMIT = 2
+#: The most scripts one pipeline carries.
+GROUP_COMMIT_MAX_BATCH = 256
 
 _SCHEMES = ("redis", "rediss", "unix")
 # Query parameters the store relies on; a URL may not change them.
@@ -164,8 +181,15 @@ def _quoted_name(message: str) -> str | None:
     return match.group(1) if match else None
 
 
-def _parse_url(url: str) -> tuple[str, float, str]:
-    """Split ``url`` into (prefix, ttl_margin, the URL for redis-py); ConfigError when invalid."""
+class _RedisURL(NamedTuple):
+    prefix: str
+    ttl_margin: float
+    group_commit: int
+    client_url: str
+
+
+def _parse_url(url: str) -> _RedisURL:
+    """Split ``url`` into stormproof's settings and the URL for redis-py; ConfigError if bad."""
     if not isinstance(url, str):
         raise ConfigError("url", "must be a string", url)
     try:
@@ -179,9 +203,14 @@ def _parse_url(url: str) -> tuple[str, float, str]:
     del port
     prefix: str | None = None
     margin_text: str | None = None
+    group_text: str | None = None
     rest: list[tuple[str, str]] = []
     for name, value in parse_qsl(parts.query, keep_blank_values=True):
-        if name == "prefix":
+        if name == "group_commit":
+            if group_text is not None:
+                raise ConfigError("group_commit", "given more than once", url)
+            group_text = value
+        elif name == "prefix":
             if prefix is not None:
                 raise ConfigError("prefix", "given more than once", url)
             prefix = value
@@ -207,8 +236,15 @@ def _parse_url(url: str) -> tuple[str, float, str]:
     if parts.scheme != "unix" and not re.fullmatch(r"/?(\d+)?", parts.path):
         # redis-py silently falls back to database 0 when the path is not a number.
         raise ConfigError("db", "the URL path must be a database number", parts.path)
+    group_commit = DEFAULT_GROUP_COMMIT
+    if group_text is not None:
+        try:
+            group_commit = int(group_text)
+        except ValueError as exc:
+            raise ConfigError("group_commit", "must be an integer", group_text) from exc
+        int_at_least("group_commit", group_commit, 0)
     client_url = urlunsplit(parts._replace(query=urlencode(rest)))
-    return prefix, ttl_margin, client_url
+    return _RedisURL(prefix, ttl_margin, group_commit, client_url)
 
 
 def _number(field: str, value: float) -> None:
@@ -296,6 +332,21 @@ class _RedisRecords:
             self._redis_ttl_ms(expires_at, now),
         ]
 
+    def _claim_command(self, call: ClaimCall) -> list[Any]:
+        """``KEYS`` count, key and ``ARGV`` of the claim script for ``call`` (for EVALSHA)."""
+        args = self._claim_args(call.payload_hash, call.token, call.now, call.lease, call.ttl)
+        return [1, self.record_key(call.key), *args]
+
+    def _claim_reply(self, call: ClaimCall, reply: Any) -> Claim:
+        return self._claim_answer(
+            call.key, call.payload_hash, call.token, call.now, call.lease, call.ttl, reply
+        )
+
+    def _finish_command(self, call: FinishCall) -> list[Any]:
+        """``KEYS`` count, key and ``ARGV`` of the finish script for ``call``."""
+        args = self._finish_args(call.status, call.token, call.result, call.now, call.ttl)
+        return [1, self.record_key(call.key), *args]
+
     def _extend_args(self, token: str, now: float, lease: float) -> list[Any]:
         """``ARGV`` of the extend script."""
         _number("now", now)
@@ -341,6 +392,64 @@ def _client_from_url(url: str, client_url: str, factory: Callable[..., Any]) -> 
     return client
 
 
+_CallT = TypeVar("_CallT", ClaimCall, FinishCall)
+_AnswerT = TypeVar("_AnswerT")
+
+
+class _Pipelined(NamedTuple):
+    """A batch of calls made ready for one pipeline: the commands, and the calls' positions."""
+
+    positions: list[int]
+    commands: list[list[Any]]
+    #: One per call: its outcome once known (an invalid call's error at once), else ``None``.
+    outcomes: list[Outcome[Any] | None]
+
+
+def _pipelined(calls: Sequence[_CallT], command: Callable[[_CallT], list[Any]]) -> _Pipelined:
+    """Each call's EVALSHA arguments; a call whose arguments are invalid fails alone."""
+    batch = _Pipelined([], [], [None] * len(calls))
+    for position, call in enumerate(calls):
+        try:
+            batch.commands.append(command(call))
+        except Exception as error:  # the caller of that call raises it
+            batch.outcomes[position] = error
+            continue
+        batch.positions.append(position)
+    return batch
+
+
+def _settle_replies(
+    batch: _Pipelined,
+    calls: Sequence[_CallT],
+    replies: Sequence[Any],
+    answer: Callable[[_CallT, Any], _AnswerT],
+) -> list[int]:
+    """Fill in each call's outcome from its reply; the positions Redis answered NOSCRIPT."""
+    unknown_script: list[int] = []
+    for position, reply in zip(batch.positions, replies, strict=True):
+        if isinstance(reply, redis.exceptions.NoScriptError):
+            unknown_script.append(position)
+        elif isinstance(reply, Exception):
+            batch.outcomes[position] = reply
+        else:
+            try:
+                batch.outcomes[position] = answer(calls[position], reply)
+            except Exception as error:  # a reply this code cannot read: that caller's error
+                batch.outcomes[position] = error
+    return unknown_script
+
+
+def _outcomes(batch: _Pipelined) -> list[Outcome[Any]]:
+    settled = [outcome for outcome in batch.outcomes if outcome is not None]
+    if len(settled) != len(batch.outcomes):
+        raise RuntimeError("a pipelined call was left without an answer")
+    return settled
+
+
+def _finish_reply(_call: FinishCall, reply: Any) -> bool:
+    return int(cast("int", reply)) == 1
+
+
 class RedisStore(_RedisRecords):
     """Idempotency records in Redis. See the module docstring for the URL, layout and durability.
 
@@ -350,14 +459,22 @@ class RedisStore(_RedisRecords):
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self.prefix, self.ttl_margin, client_url = _parse_url(url)
-        client: redis.Redis = _client_from_url(url, client_url, redis.Redis.from_url)
+        config = _parse_url(url)
+        self.prefix, self.ttl_margin = config.prefix, config.ttl_margin
+        client: redis.Redis = _client_from_url(url, config.client_url, redis.Redis.from_url)
         self._client = client
         self._claim = client.register_script(_CLAIM)
         self._finish = client.register_script(_FINISH)
         self._release = client.register_script(_RELEASE)
         self._extend = client.register_script(_EXTEND)
         self._init = client.register_script(_INIT)
+        self._claims: GroupCommit[ClaimCall, Claim] | None = None
+        self._finishes: GroupCommit[FinishCall, bool] | None = None
+        if config.group_commit:
+            limits = {"max_inflight": config.group_commit, "max_batch": GROUP_COMMIT_MAX_BATCH}
+            # No key: a pipeline runs the scripts one after another, repeats included.
+            self._claims = GroupCommit(self._claim_one, self._claim_many, None, **limits)
+            self._finishes = GroupCommit(self._finish_one, self._finish_many, None, **limits)
 
     def init(self) -> None:
         """Record ``SCHEMA_VERSION`` (idempotent; Redis has no schema to create)."""
@@ -379,15 +496,52 @@ class RedisStore(_RedisRecords):
         ttl: float,
     ) -> Claim:
         """Take ``key`` if it is free, expired, failed or its lease ran out (one Lua script)."""
-        args = self._claim_args(payload_hash, token, now, lease, ttl)
-        reply = self._claim(keys=[self.record_key(key)], args=args)
-        return self._claim_answer(key, payload_hash, token, now, lease, ttl, reply)
+        call = ClaimCall(key, payload_hash, token, now, lease, ttl)
+        return self._claim_one(call) if self._claims is None else self._claims.submit(call)
+
+    def _claim_one(self, call: ClaimCall) -> Claim:
+        command = self._claim_command(call)
+        return self._claim_reply(call, self._claim(keys=command[1:2], args=command[2:]))
+
+    def _claim_many(self, calls: Sequence[ClaimCall]) -> list[Outcome[Claim]]:
+        return self._pipeline(self._claim.sha, calls, self._claim_command, self._claim_reply)
 
     def _finish_with(
         self, status: RecordStatus, key: str, token: str, result: str, now: float, ttl: float
     ) -> bool:
-        args = self._finish_args(status, token, result, now, ttl)
-        return int(cast("int", self._finish(keys=[self.record_key(key)], args=args))) == 1
+        call = FinishCall(status, key, token, result, now, ttl)
+        return self._finish_one(call) if self._finishes is None else self._finishes.submit(call)
+
+    def _finish_one(self, call: FinishCall) -> bool:
+        command = self._finish_command(call)
+        return _finish_reply(call, self._finish(keys=command[1:2], args=command[2:]))
+
+    def _finish_many(self, calls: Sequence[FinishCall]) -> list[Outcome[bool]]:
+        return self._pipeline(self._finish.sha, calls, self._finish_command, _finish_reply)
+
+    def _pipeline(
+        self,
+        sha: str,
+        calls: Sequence[_CallT],
+        command: Callable[[_CallT], list[Any]],
+        answer: Callable[[_CallT, Any], _AnswerT],
+    ) -> list[Outcome[Any]]:
+        """Send the calls' scripts in one pipeline; calls Redis answered NOSCRIPT go alone."""
+        batch = _pipelined(calls, command)
+        pipe = self._client.pipeline(transaction=False)
+        for args in batch.commands:
+            pipe.evalsha(sha, *args)
+        replies = pipe.execute(raise_on_error=False) if batch.commands else []
+        for position in _settle_replies(batch, calls, replies, answer):
+            # One at a time, through the script object, which loads the script again.
+            try:
+                batch.outcomes[position] = self._one(calls[position])
+            except Exception as error:  # that caller's error
+                batch.outcomes[position] = error
+        return _outcomes(batch)
+
+    def _one(self, call: ClaimCall | FinishCall) -> Claim | bool:
+        return self._claim_one(call) if isinstance(call, ClaimCall) else self._finish_one(call)
 
     def complete(self, key: str, token: str, result: str, now: float, *, ttl: float) -> bool:
         """Store the result if ``token`` holds the claim."""

@@ -6,7 +6,9 @@
 URL, key layout, Lua scripts, expiry and durability are those of
 :class:`~stormproof.stores.redis.RedisStore` (the scripts are the same text, the arguments are
 built by the same code): the two stores share records. Each call is one ``EVALSHA`` round trip
-that the event loop does not wait for.
+that the event loop does not wait for; concurrent tasks share pipelines (the URL's
+``group_commit``, as in the blocking store), sent by tasks of the store's loop so that a
+cancelled caller does not cancel the others' scripts.
 
 redis-py's asyncio connections belong to the event loop that made them: use a store from one
 loop, and ``await store.close()`` before the loop ends.
@@ -14,11 +16,14 @@ loop, and ``await store.close()`` before the loop ends.
 
 from __future__ import annotations
 
-from typing import Any, cast
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar, cast
 
 import redis.asyncio
 
 from stormproof._validate import int_at_least
+from stormproof.stores._calls import ClaimCall, FinishCall
+from stormproof.stores._group_commit import AsyncGroupCommit, Outcome
 from stormproof.stores.base import SCHEMA_VERSION, Claim, IdempotencyRecord, RecordStatus
 from stormproof.stores.redis import (
     _CLAIM,
@@ -27,10 +32,18 @@ from stormproof.stores.redis import (
     _INIT,
     _RELEASE,
     _UNLINK_BATCH,
+    GROUP_COMMIT_MAX_BATCH,
     _client_from_url,
+    _finish_reply,
+    _outcomes,
     _parse_url,
+    _pipelined,
     _RedisRecords,
+    _settle_replies,
 )
+
+_CallT = TypeVar("_CallT", ClaimCall, FinishCall)
+_AnswerT = TypeVar("_AnswerT")
 
 __all__ = ["AsyncRedisStore"]
 
@@ -40,9 +53,10 @@ class AsyncRedisStore(_RedisRecords):
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self.prefix, self.ttl_margin, client_url = _parse_url(url)
+        config = _parse_url(url)
+        self.prefix, self.ttl_margin = config.prefix, config.ttl_margin
         client: redis.asyncio.Redis = _client_from_url(
-            url, client_url, redis.asyncio.Redis.from_url
+            url, config.client_url, redis.asyncio.Redis.from_url
         )
         self._client = client
         self._claim = client.register_script(_CLAIM)
@@ -50,6 +64,12 @@ class AsyncRedisStore(_RedisRecords):
         self._release = client.register_script(_RELEASE)
         self._extend = client.register_script(_EXTEND)
         self._init = client.register_script(_INIT)
+        self._claims: AsyncGroupCommit[ClaimCall, Claim] | None = None
+        self._finishes: AsyncGroupCommit[FinishCall, bool] | None = None
+        if config.group_commit:
+            limits = {"max_inflight": config.group_commit, "max_batch": GROUP_COMMIT_MAX_BATCH}
+            self._claims = AsyncGroupCommit(self._claim_one, self._claim_many, None, **limits)
+            self._finishes = AsyncGroupCommit(self._finish_one, self._finish_many, None, **limits)
 
     async def init(self) -> None:
         """Record ``SCHEMA_VERSION`` (idempotent; Redis has no schema to create)."""
@@ -71,15 +91,56 @@ class AsyncRedisStore(_RedisRecords):
         ttl: float,
     ) -> Claim:
         """Take ``key`` if it is free, expired, failed or its lease ran out (one Lua script)."""
-        args = self._claim_args(payload_hash, token, now, lease, ttl)
-        reply = await self._claim(keys=[self.record_key(key)], args=args)
-        return self._claim_answer(key, payload_hash, token, now, lease, ttl, reply)
+        call = ClaimCall(key, payload_hash, token, now, lease, ttl)
+        if self._claims is None:
+            return await self._claim_one(call)
+        return await self._claims.submit(call)
+
+    async def _claim_one(self, call: ClaimCall) -> Claim:
+        command = self._claim_command(call)
+        return self._claim_reply(call, await self._claim(keys=command[1:2], args=command[2:]))
+
+    async def _claim_many(self, calls: Sequence[ClaimCall]) -> list[Outcome[Claim]]:
+        return await self._pipeline(self._claim.sha, calls, self._claim_command, self._claim_reply)
 
     async def _finish_with(
         self, status: RecordStatus, key: str, token: str, result: str, now: float, ttl: float
     ) -> bool:
-        args = self._finish_args(status, token, result, now, ttl)
-        return _done(await self._finish(keys=[self.record_key(key)], args=args))
+        call = FinishCall(status, key, token, result, now, ttl)
+        if self._finishes is None:
+            return await self._finish_one(call)
+        return await self._finishes.submit(call)
+
+    async def _finish_one(self, call: FinishCall) -> bool:
+        command = self._finish_command(call)
+        return _finish_reply(call, await self._finish(keys=command[1:2], args=command[2:]))
+
+    async def _finish_many(self, calls: Sequence[FinishCall]) -> list[Outcome[bool]]:
+        return await self._pipeline(self._finish.sha, calls, self._finish_command, _finish_reply)
+
+    async def _pipeline(
+        self,
+        sha: str,
+        calls: Sequence[_CallT],
+        command: Callable[[_CallT], list[Any]],
+        answer: Callable[[_CallT, Any], _AnswerT],
+    ) -> list[Outcome[Any]]:
+        """Send the calls' scripts in one pipeline; calls Redis answered NOSCRIPT go alone."""
+        batch = _pipelined(calls, command)
+        pipe = self._client.pipeline(transaction=False)
+        for args in batch.commands:
+            pipe.evalsha(sha, *args)
+        replies = await pipe.execute(raise_on_error=False) if batch.commands else []
+        for position in _settle_replies(batch, calls, replies, answer):
+            call = calls[position]
+            try:  # through the script object, which loads the script again
+                if isinstance(call, ClaimCall):
+                    batch.outcomes[position] = await self._claim_one(call)
+                else:
+                    batch.outcomes[position] = await self._finish_one(call)
+            except Exception as error:  # that caller's error
+                batch.outcomes[position] = error
+        return _outcomes(batch)
 
     async def complete(self, key: str, token: str, result: str, now: float, *, ttl: float) -> bool:
         """Store the result if ``token`` holds the claim."""
@@ -120,7 +181,10 @@ class AsyncRedisStore(_RedisRecords):
             await self._client.unlink(*batch)
 
     async def close(self) -> None:
-        """Close the client and its connection pool."""
+        """Close the client and its connection pool once pipelines still running end."""
+        for group in (self._claims, self._finishes):
+            if group is not None:
+                await group.drain()
         await self._client.aclose()
 
 

@@ -1,11 +1,11 @@
-"""Group commit on the real PostgreSQL server: combined statements answer exactly as single
-calls would, racing callers still get exactly one winner per key, and an item that makes the
-combined statement fail fails alone.
+"""Group commit on the real servers: PostgreSQL's combined statements and Redis's pipelines
+answer exactly as single calls would, racing callers still get exactly one winner per key, and
+a call that makes the batch fail fails alone.
 
 The reference is :class:`~stormproof.stores.memory.MemoryStore`, the semantics' reference
-implementation: the same records are set up in both, a batch of calls goes through the
-combined statement on PostgreSQL and one by one through memory, and every answer and every
-record left behind must be equal.
+implementation: the same records are set up in both, a batch of calls goes through the back
+end's batch path and one by one through memory, and every answer and every record left behind
+must be equal.
 """
 
 from __future__ import annotations
@@ -16,14 +16,11 @@ import threading
 import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-pytest.importorskip("psycopg", reason="the postgres extra is not installed")
-
-import psycopg
 from store_services import store_url
 
 from stormproof import stores
@@ -31,7 +28,6 @@ from stormproof.errors import ConfigError
 from stormproof.stores._calls import ClaimCall, FinishCall
 from stormproof.stores.base import Claim, RecordStatus
 from stormproof.stores.memory import MemoryStore
-from stormproof.stores.postgres import PostgresStore, _retry_alone, parse_url
 
 T0 = 1_700_000_000.0
 BASE = "postgresql://postgres@127.0.0.1:5432/test"
@@ -41,21 +37,20 @@ BASE = "postgresql://postgres@127.0.0.1:5432/test"
 STATES = ("absent", "held", "lease_lapsed", "completed", "expired", "failed")
 
 
-@pytest.fixture(scope="module")
-def pg_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    url = store_url("postgresql", tmp_path_factory.mktemp("pg"))
-    setup = stores.open(url)
-    setup.init()
-    yield url
-    assert isinstance(setup, PostgresStore)
-    setup.drop()
-    setup.close()
+BACKENDS = ["postgresql", "redis"]
 
 
-@pytest.fixture(scope="module")
-def pg(pg_url: str) -> Iterator[PostgresStore]:
-    store = PostgresStore(pg_url)
+@pytest.fixture(scope="module", params=BACKENDS)
+def batched(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Any]:
+    """A PostgreSQL or Redis store (one table or prefix for the module), called directly on
+    its batch path (``_claim_many``, ``_finish_many``)."""
+    url = store_url(str(request.param), tmp_path_factory.mktemp("batched"))
+    store: Any = stores.open(url)
+    store.init()
     yield store
+    store.drop()
     store.close()
 
 
@@ -71,8 +66,8 @@ def _set_up(store: stores.IdempotencyStore, key: str, state: str) -> None:
         assert store.fail(key, "t0", '"boom"', T0, ttl=ttl)
 
 
-def _twins(pg: PostgresStore, states: dict[str, str]) -> tuple[str, MemoryStore]:
-    """The same records in PostgreSQL (under a fresh key prefix) and in a memory store."""
+def _twins(pg: Any, states: dict[str, str]) -> tuple[str, MemoryStore]:
+    """The same records in the back end (under a fresh key prefix) and in a memory store."""
     prefix = uuid.uuid4().hex[:8] + "-"
     memory = MemoryStore()
     for key, state in states.items():
@@ -103,8 +98,9 @@ _batch_calls = st.lists(
     calls=_batch_calls,
 )
 def test_a_combined_claim_answers_as_claims_one_after_another(
-    pg: PostgresStore, states: dict[str, str], calls: list[tuple[str, str, float]]
+    batched: Any, states: dict[str, str], calls: list[tuple[str, str, float]]
 ) -> None:
+    pg = batched
     prefix, memory = _twins(pg, states)
     requests = [
         ClaimCall(prefix + key, payload_hash, f"t{n}", T0 + after, 30.0, 3600.0)
@@ -125,7 +121,7 @@ _finish_calls = st.lists(
     ),
     min_size=2,
     max_size=8,
-    unique_by=lambda call: call[0],  # group commit never puts one key twice in a batch
+    unique_by=lambda call: call[0],  # PostgreSQL's group commit never batches a key twice
 )
 
 
@@ -139,8 +135,9 @@ _finish_calls = st.lists(
     calls=_finish_calls,
 )
 def test_a_combined_finish_answers_as_finishes_one_after_another(
-    pg: PostgresStore, states: dict[str, str], calls: list[tuple[str, str, RecordStatus]]
+    batched: Any, states: dict[str, str], calls: list[tuple[str, str, RecordStatus]]
 ) -> None:
+    pg = batched
     prefix, memory = _twins(pg, states)
     now = T0 + 1.0
     requests = [
@@ -155,7 +152,21 @@ def test_a_combined_finish_answers_as_finishes_one_after_another(
         assert pg.get(prefix + key) == memory.get(prefix + key)
 
 
-def test_an_item_that_breaks_the_combined_statement_fails_alone(pg: PostgresStore) -> None:
+# -- PostgreSQL: what only a combined statement can do -------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    url = store_url("postgresql", tmp_path_factory.mktemp("pg"))
+    store: Any = stores.open(url)
+    store.init()
+    yield store
+    store.drop()
+    store.close()
+
+
+def test_an_item_that_breaks_the_combined_statement_fails_alone(pg: Any) -> None:
+    psycopg = pytest.importorskip("psycopg")
     prefix = uuid.uuid4().hex[:8] + "-"
     # Too big for a btree index entry: PostgreSQL refuses the row (SQLSTATE 54000).
     rng = random.Random(7)
@@ -177,6 +188,9 @@ def test_an_item_that_breaks_the_combined_statement_fails_alone(pg: PostgresStor
 
 
 def test_which_errors_are_retried_call_by_call() -> None:
+    psycopg = pytest.importorskip("psycopg", reason="the postgres extra is not installed")
+    from stormproof.stores.postgres import _retry_alone
+
     assert _retry_alone(psycopg.errors.DeadlockDetected())
     assert _retry_alone(psycopg.errors.ProgramLimitExceeded())
     assert not _retry_alone(psycopg.errors.AdminShutdown())
@@ -185,6 +199,9 @@ def test_which_errors_are_retried_call_by_call() -> None:
 
 
 def test_group_commit_parameter() -> None:
+    pytest.importorskip("psycopg", reason="the postgres extra is not installed")
+    from stormproof.stores.postgres import PostgresStore, parse_url
+
     assert parse_url(BASE).group_commit == 2
     assert parse_url(f"{BASE}?group_commit=0").group_commit == 0
     assert parse_url(f"{BASE}?group_commit=5&table=t").conninfo == BASE
@@ -197,10 +214,15 @@ def test_group_commit_parameter() -> None:
 # -- racing callers ------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("group_commit", [1, 3])
-def test_racing_threads_get_one_winner_per_key(tmp_path: Path, group_commit: int) -> None:
-    url = f"{store_url('postgresql', tmp_path)}&group_commit={group_commit}&pool_max=8"
-    store = PostgresStore(url)
+def test_racing_threads_get_one_winner_per_key(
+    tmp_path: Path, backend: str, group_commit: int
+) -> None:
+    url = f"{store_url(backend, tmp_path)}&group_commit={group_commit}"
+    if backend == "postgresql":
+        url += "&pool_max=8"
+    store: Any = stores.open(url)
     store.init()
     keys = [f"k{n}" for n in range(40)]
     answers: dict[str, list[tuple[str, Claim]]] = {key: [] for key in keys}
@@ -238,8 +260,11 @@ def test_racing_threads_get_one_winner_per_key(tmp_path: Path, group_commit: int
         store.close()
 
 
-def test_racing_tasks_get_one_winner_per_key_and_share_statements(tmp_path: Path) -> None:
-    url = f"{store_url('postgresql', tmp_path)}&group_commit=1&pool_max=4"
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_racing_tasks_get_one_winner_per_key_and_share_statements(
+    tmp_path: Path, backend: str
+) -> None:
+    url = f"{store_url(backend, tmp_path)}&group_commit=1"
     keys = [f"k{n}" for n in range(30)]
 
     async def scenario() -> tuple[list[list[Claim]], list[int]]:
@@ -282,3 +307,61 @@ def test_racing_tasks_get_one_winner_per_key_and_share_statements(tmp_path: Path
         assert len(winners) == 1, key
         assert {claim.record.token for claim in got} == winners
     assert sizes and max(sizes) > 1, "24 racing tasks never shared a claim statement"
+
+
+# -- Redis: what only a pipeline can do ------------------------------------------------------------
+
+
+@pytest.fixture
+def redis_store(tmp_path: Path) -> Iterator[Any]:
+    store: Any = stores.open(store_url("redis", tmp_path))
+    store.init()
+    yield store
+    store.drop()
+    store.close()
+
+
+def test_a_pipeline_after_a_script_flush_sends_its_calls_again_one_by_one(
+    redis_store: Any,
+) -> None:
+    redis_store._client.script_flush()  # as after a Redis restart: EVALSHA answers NOSCRIPT
+    calls = [ClaimCall(key, "h", f"t{n}", T0, 30.0, 3600.0) for n, key in enumerate("aab")]
+    first, repeat, other = redis_store._claim_many(calls)
+    assert first.claimed and other.claimed
+    assert not repeat.claimed and repeat.record.token == "t0"  # in order: a, then a again
+    redis_store._client.script_flush()
+    done = redis_store._finish_many(
+        [
+            FinishCall(RecordStatus.COMPLETED, key, token, "1", T0, 3600.0)
+            for key, token in (("a", "t0"), ("b", "wrong"))
+        ]
+    )
+    assert done == [True, False]
+
+
+def test_a_call_with_invalid_arguments_fails_alone_in_a_pipeline(redis_store: Any) -> None:
+    calls = [
+        ClaimCall("a", "h", "t", T0, 30.0, 3600.0),
+        ClaimCall("b", "h", "t", float("nan"), 30.0, 3600.0),
+        ClaimCall("c", "h", "t", T0, 30.0, 3600.0),
+    ]
+    first, broken, last = redis_store._claim_many(calls)
+    assert first.claimed and last.claimed
+    assert isinstance(broken, ConfigError) and broken.field == "now"
+    assert redis_store.get("b") is None
+
+
+def test_redis_group_commit_parameter() -> None:
+    pytest.importorskip("redis", reason="the redis extra is not installed")
+    from stormproof.stores.redis import RedisStore, _parse_url
+
+    base = "redis://127.0.0.1:6379/15"
+    assert _parse_url(base).group_commit == 2
+    parsed = _parse_url(f"{base}?group_commit=0&prefix=p:")
+    assert (parsed.group_commit, parsed.prefix, parsed.client_url) == (0, "p:", base)
+    for bad in ("-1", "x"):
+        with pytest.raises(ConfigError, match="group_commit"):
+            _parse_url(f"{base}?group_commit={bad}")
+    with pytest.raises(ConfigError, match="group_commit"):
+        _parse_url(f"{base}?group_commit=1&group_commit=2")
+    assert RedisStore(f"{base}?group_commit=0")._claims is None

@@ -85,6 +85,8 @@ DEFAULT_GROUP_COMMIT = 2
 GROUP_COMMIT_MAX_BATCH = 256
 
 _SCHEMES = ("redis", "rediss", "unix")
+#: Query parameters of stormproof's own, removed before the URL reaches redis-py.
+_OWN_PARAMS = ("prefix", "ttl_margin", "group_commit")
 # Query parameters the store relies on; a URL may not change them.
 _RESERVED = ("decode_responses", "encoding", "encoding_errors")
 # Redis TTLs longer than this (about 100 years) are not set at all: the record then stays until
@@ -201,47 +203,38 @@ def _parse_url(url: str) -> _RedisURL:
     if parts.scheme not in _SCHEMES:
         raise ConfigError("url", f"scheme must be one of {', '.join(_SCHEMES)}", url)
     del port
-    prefix: str | None = None
-    margin_text: str | None = None
-    group_text: str | None = None
+    own: dict[str, str] = {}
     rest: list[tuple[str, str]] = []
     for name, value in parse_qsl(parts.query, keep_blank_values=True):
-        if name == "group_commit":
-            if group_text is not None:
-                raise ConfigError("group_commit", "given more than once", url)
-            group_text = value
-        elif name == "prefix":
-            if prefix is not None:
-                raise ConfigError("prefix", "given more than once", url)
-            prefix = value
-        elif name == "ttl_margin":
-            if margin_text is not None:
-                raise ConfigError("ttl_margin", "given more than once", url)
-            margin_text = value
+        if name in _OWN_PARAMS:
+            if name in own:
+                raise ConfigError(name, "given more than once", url)
+            own[name] = value
         elif name in _RESERVED:
             raise ConfigError(name, "is set by RedisStore and may not be given in the URL", value)
         else:
             rest.append((name, value))
-    if prefix is None:
-        prefix = DEFAULT_PREFIX
-    elif not prefix:
+    prefix = own.get("prefix", DEFAULT_PREFIX)
+    if not prefix:
         raise ConfigError("prefix", "must not be empty", prefix)
     ttl_margin = DEFAULT_TTL_MARGIN
-    if margin_text is not None:
+    if "ttl_margin" in own:
         try:
-            ttl_margin = float(margin_text)
+            ttl_margin = float(own["ttl_margin"])
         except ValueError as exc:
-            raise ConfigError("ttl_margin", "must be a number of seconds", margin_text) from exc
+            raise ConfigError(
+                "ttl_margin", "must be a number of seconds", own["ttl_margin"]
+            ) from exc
         finite_above("ttl_margin", ttl_margin, 0.0)
     if parts.scheme != "unix" and not re.fullmatch(r"/?(\d+)?", parts.path):
         # redis-py silently falls back to database 0 when the path is not a number.
         raise ConfigError("db", "the URL path must be a database number", parts.path)
     group_commit = DEFAULT_GROUP_COMMIT
-    if group_text is not None:
+    if "group_commit" in own:
         try:
-            group_commit = int(group_text)
+            group_commit = int(own["group_commit"])
         except ValueError as exc:
-            raise ConfigError("group_commit", "must be an integer", group_text) from exc
+            raise ConfigError("group_commit", "must be an integer", own["group_commit"]) from exc
         int_at_least("group_commit", group_commit, 0)
     client_url = urlunsplit(parts._replace(query=urlencode(rest)))
     return _RedisURL(prefix, ttl_margin, group_commit, client_url)

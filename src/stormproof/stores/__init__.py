@@ -9,9 +9,11 @@
 
 Query parameters select a table (SQL) or key prefix (Redis): ``?table=...``, ``?prefix=...``,
 so several applications or test runs can share one database; DynamoDB takes the table name as
-the URL's host (``dynamodb://TABLE``). The heavy back ends are optional extras
-(``stormproof[postgres]``, ``stormproof[redis]``, ``stormproof[aws]`` for DynamoDB) imported
-only when their URL is opened.
+the URL's host (``dynamodb://TABLE``). On PostgreSQL and Redis, concurrent calls of one store
+share statements or pipelines (``?group_commit=N`` slots, default 2, ``0`` off): open one
+store per process or event loop and share it between its threads or tasks. The heavy back ends
+are optional extras (``stormproof[postgres]``, ``stormproof[redis]``, ``stormproof[aws]`` for
+DynamoDB) imported only when their URL is opened.
 
 For asyncio services, ``stormproof.stores.open_async(url)`` opens the same back ends behind the
 async protocol (:class:`~stormproof.stores.aio.AsyncIdempotencyStore`, every method a

@@ -427,3 +427,26 @@ def test_async_tasks_racing_each_get_their_own_outcome(
             assert isinstance(result, ItemFailed)
         else:
             assert result == f"{name}:{n}"
+
+
+def test_async_a_batch_must_answer_every_item() -> None:
+    async def scenario() -> list[object]:
+        recorder = AsyncHeld()
+
+        async def short(items: Sequence[tuple[str, int]]) -> list[Outcome[str]]:
+            return ["only one"]
+
+        group = AsyncGroupCommit(recorder.run_one, short, _key, max_inflight=1, max_batch=10)
+        first = asyncio.create_task(group.submit(("a", 0)))
+        await recorder.started.wait()
+        others = [asyncio.create_task(group.submit((name, n))) for n, name in enumerate("bc", 1)]
+        await asyncio.sleep(0)
+        recorder.release.set()
+        results = await asyncio.gather(first, *others, return_exceptions=True)
+        await group.drain()
+        return results
+
+    first, second, third = asyncio.run(scenario())
+    assert first == "a:0"
+    assert isinstance(second, RuntimeError) and "2 items gave 1 outcomes" in str(second)
+    assert third is second

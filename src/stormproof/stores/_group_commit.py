@@ -103,11 +103,15 @@ def _outcomes(
         if len(items) == 1:
             return [run_one(items[0])]
         outcomes = run_many(items)
+        _check_count(items, outcomes)
     except Exception as error:  # handed to each caller, who raises it
         return [error] * len(items)
+    return outcomes
+
+
+def _check_count(items: Sequence[object], outcomes: Sequence[object]) -> None:
     if len(outcomes) != len(items):
         raise RuntimeError(f"a batch of {len(items)} items gave {len(outcomes)} outcomes")
-    return outcomes
 
 
 class GroupCommit(Generic[ItemT, ResultT]):
@@ -248,17 +252,19 @@ class AsyncGroupCommit(Generic[ItemT, ResultT]):
                 outcomes = [await self._run_one(items[0])]
             else:
                 outcomes = await self._run_many(items)
-                if len(outcomes) != len(items):
-                    raise RuntimeError(
-                        f"a batch of {len(items)} items gave {len(outcomes)} outcomes"
-                    )
+                _check_count(items, outcomes)
         except asyncio.CancelledError:
             # The loop is shutting down (callers' own cancellations do not reach this task).
             for slot in batch:
                 slot.future.cancel()
             raise
-        except BaseException as error:  # handed to each caller, who raises it
+        except Exception as error:  # handed to each caller, who raises it
             outcomes = [error] * len(items)
+        except BaseException as error:  # KeyboardInterrupt, SystemExit: callers see it, it goes on
+            for slot in batch:
+                if not slot.future.done():
+                    slot.future.set_exception(error)
+            raise
         for slot, outcome in zip(batch, outcomes, strict=True):
             if slot.future.done():  # its caller was cancelled meanwhile
                 continue

@@ -439,8 +439,13 @@ def _outcomes(batch: _Pipelined) -> list[Outcome[Any]]:
     return settled
 
 
-def _finish_reply(_call: FinishCall, reply: Any) -> bool:
+def _done(reply: Any) -> bool:
+    """Whether a finish, release or extend script changed the record (it replies 1)."""
     return int(cast("int", reply)) == 1
+
+
+def _finish_reply(_call: FinishCall, reply: Any) -> bool:
+    return _done(reply)
 
 
 class RedisStore(_RedisRecords):
@@ -497,7 +502,9 @@ class RedisStore(_RedisRecords):
         return self._claim_reply(call, self._claim(keys=command[1:2], args=command[2:]))
 
     def _claim_many(self, calls: Sequence[ClaimCall]) -> list[Outcome[Claim]]:
-        return self._pipeline(self._claim.sha, calls, self._claim_command, self._claim_reply)
+        return self._pipeline(
+            self._claim.sha, calls, self._claim_command, self._claim_reply, self._claim_one
+        )
 
     def _finish_with(
         self, status: RecordStatus, key: str, token: str, result: str, now: float, ttl: float
@@ -510,7 +517,9 @@ class RedisStore(_RedisRecords):
         return _finish_reply(call, self._finish(keys=command[1:2], args=command[2:]))
 
     def _finish_many(self, calls: Sequence[FinishCall]) -> list[Outcome[bool]]:
-        return self._pipeline(self._finish.sha, calls, self._finish_command, _finish_reply)
+        return self._pipeline(
+            self._finish.sha, calls, self._finish_command, _finish_reply, self._finish_one
+        )
 
     def _pipeline(
         self,
@@ -518,23 +527,24 @@ class RedisStore(_RedisRecords):
         calls: Sequence[_CallT],
         command: Callable[[_CallT], list[Any]],
         answer: Callable[[_CallT, Any], _AnswerT],
+        run_one: Callable[[_CallT], _AnswerT],
     ) -> list[Outcome[Any]]:
-        """Send the calls' scripts in one pipeline; calls Redis answered NOSCRIPT go alone."""
+        """Send the calls' scripts in one pipeline.
+
+        Calls Redis answered NOSCRIPT go again alone through ``run_one`` (the script object,
+        which loads the script again).
+        """
         batch = _pipelined(calls, command)
         pipe = self._client.pipeline(transaction=False)
         for args in batch.commands:
             pipe.evalsha(sha, *args)
         replies = pipe.execute(raise_on_error=False) if batch.commands else []
         for position in _settle_replies(batch, calls, replies, answer):
-            # One at a time, through the script object, which loads the script again.
             try:
-                batch.outcomes[position] = self._one(calls[position])
+                batch.outcomes[position] = run_one(calls[position])
             except Exception as error:  # that caller's error
                 batch.outcomes[position] = error
         return _outcomes(batch)
-
-    def _one(self, call: ClaimCall | FinishCall) -> Claim | bool:
-        return self._claim_one(call) if isinstance(call, ClaimCall) else self._finish_one(call)
 
     def complete(self, key: str, token: str, result: str, now: float, *, ttl: float) -> bool:
         """Store the result if ``token`` holds the claim."""
@@ -543,12 +553,12 @@ class RedisStore(_RedisRecords):
     def release(self, key: str, token: str) -> bool:
         """Delete the record if ``token`` holds the claim."""
         done = self._release(keys=[self.record_key(key)], args=[token])
-        return int(cast("int", done)) == 1
+        return _done(done)
 
     def extend(self, key: str, token: str, now: float, *, lease: float) -> bool:
         """Renew the lease if ``token`` holds the claim (one Lua script)."""
         args = self._extend_args(token, now, lease)
-        return int(cast("int", self._extend(keys=[self.record_key(key)], args=args))) == 1
+        return _done(self._extend(keys=[self.record_key(key)], args=args))
 
     def fail(self, key: str, token: str, error: str, now: float, *, ttl: float) -> bool:
         """Keep the record as failed with ``error`` if ``token`` holds the claim."""

@@ -16,7 +16,7 @@ loop, and ``await store.close()`` before the loop ends.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar, cast
 
 import redis.asyncio
@@ -34,6 +34,7 @@ from stormproof.stores.redis import (
     _UNLINK_BATCH,
     GROUP_COMMIT_MAX_BATCH,
     _client_from_url,
+    _done,
     _finish_reply,
     _outcomes,
     _parse_url,
@@ -101,7 +102,9 @@ class AsyncRedisStore(_RedisRecords):
         return self._claim_reply(call, await self._claim(keys=command[1:2], args=command[2:]))
 
     async def _claim_many(self, calls: Sequence[ClaimCall]) -> list[Outcome[Claim]]:
-        return await self._pipeline(self._claim.sha, calls, self._claim_command, self._claim_reply)
+        return await self._pipeline(
+            self._claim.sha, calls, self._claim_command, self._claim_reply, self._claim_one
+        )
 
     async def _finish_with(
         self, status: RecordStatus, key: str, token: str, result: str, now: float, ttl: float
@@ -116,7 +119,9 @@ class AsyncRedisStore(_RedisRecords):
         return _finish_reply(call, await self._finish(keys=command[1:2], args=command[2:]))
 
     async def _finish_many(self, calls: Sequence[FinishCall]) -> list[Outcome[bool]]:
-        return await self._pipeline(self._finish.sha, calls, self._finish_command, _finish_reply)
+        return await self._pipeline(
+            self._finish.sha, calls, self._finish_command, _finish_reply, self._finish_one
+        )
 
     async def _pipeline(
         self,
@@ -124,20 +129,21 @@ class AsyncRedisStore(_RedisRecords):
         calls: Sequence[_CallT],
         command: Callable[[_CallT], list[Any]],
         answer: Callable[[_CallT, Any], _AnswerT],
+        run_one: Callable[[_CallT], Awaitable[_AnswerT]],
     ) -> list[Outcome[Any]]:
-        """Send the calls' scripts in one pipeline; calls Redis answered NOSCRIPT go alone."""
+        """Send the calls' scripts in one pipeline.
+
+        Calls Redis answered NOSCRIPT go again alone through ``run_one`` (the script object,
+        which loads the script again).
+        """
         batch = _pipelined(calls, command)
         pipe = self._client.pipeline(transaction=False)
         for args in batch.commands:
             pipe.evalsha(sha, *args)
         replies = await pipe.execute(raise_on_error=False) if batch.commands else []
         for position in _settle_replies(batch, calls, replies, answer):
-            call = calls[position]
-            try:  # through the script object, which loads the script again
-                if isinstance(call, ClaimCall):
-                    batch.outcomes[position] = await self._claim_one(call)
-                else:
-                    batch.outcomes[position] = await self._finish_one(call)
+            try:
+                batch.outcomes[position] = await run_one(calls[position])
             except Exception as error:  # that caller's error
                 batch.outcomes[position] = error
         return _outcomes(batch)
@@ -186,7 +192,3 @@ class AsyncRedisStore(_RedisRecords):
             if group is not None:
                 await group.drain()
         await self._client.aclose()
-
-
-def _done(reply: Any) -> bool:
-    return int(reply) == 1

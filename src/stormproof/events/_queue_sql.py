@@ -25,6 +25,7 @@ __all__ = [
     "COLUMNS",
     "Row",
     "dead_letter_attributes_of",
+    "holding",
     "new_receipt",
     "receipt_seq",
     "receive_ready",
@@ -58,6 +59,20 @@ def receipt_seq(receipt: str) -> int | None:
     if dot and 0 < len(head) <= 19 and head.isascii() and head.isdigit():
         return int(head)
     return None
+
+
+def holding(queue: str, receipt: str, placeholder: str) -> tuple[str, tuple[object, ...]]:
+    """The SQL condition, and its parameters, of the row of ``queue`` that holds ``receipt``.
+
+    By primary key when the receipt names its row (:func:`new_receipt`), else by the receipt
+    column alone (receipts issued before). ``placeholder`` is the driver's (``?``, ``%s``);
+    ``queue`` and ``receipt`` come as the back end stores them.
+    """
+    seq = receipt_seq(receipt)
+    p = placeholder
+    if seq is None:
+        return f"queue = {p} AND receipt = {p}", (queue, receipt)
+    return f"seq = {p} AND queue = {p} AND receipt = {p}", (seq, queue, receipt)
 
 
 def _as_stored(text: str) -> str:

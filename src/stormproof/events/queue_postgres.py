@@ -22,7 +22,7 @@ from stormproof.events._queue_sql import (
     COLUMNS,
     Row,
     dead_letter_attributes_of,
-    receipt_seq,
+    holding,
     receive_ready,
     row_message,
 )
@@ -199,13 +199,8 @@ class PostgresQueue:
     @staticmethod
     def _holding(queue: str, receipt: str) -> tuple[sql.SQL, tuple[object, ...]]:
         """The WHERE clause (and its parameters) of the row of ``queue`` holding ``receipt``."""
-        seq = receipt_seq(receipt)
-        if seq is None:
-            return sql.SQL("queue = %s AND receipt = %s"), (_encode(queue), _encode(receipt))
-        return (
-            sql.SQL("seq = %s AND queue = %s AND receipt = %s"),
-            (seq, _encode(queue), _encode(receipt)),
-        )
+        where, params = holding(_encode(queue), _encode(receipt), "%s")
+        return sql.SQL(where), params  # fixed column names and placeholders only
 
     def delete(self, queue: str, receipt: str) -> bool:
         """Delete the message whose latest receipt is ``receipt``."""

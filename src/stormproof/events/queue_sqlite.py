@@ -19,7 +19,7 @@ from stormproof.events._queue_sql import (
     COLUMNS,
     Row,
     dead_letter_attributes_of,
-    receipt_seq,
+    holding,
     receive_ready,
     row_message,
 )
@@ -141,17 +141,10 @@ class SQLiteQueue:
     ) -> None:
         conn.execute(self._relocate, (dlq, attributes, now, now, seq))
 
-    def _holding(self, queue: str, receipt: str) -> tuple[str, tuple[object, ...]]:
-        """The WHERE clause (and its parameters) of the row of ``queue`` holding ``receipt``."""
-        seq = receipt_seq(receipt)
-        if seq is None:
-            return "queue = ? AND receipt = ?", (queue, receipt)
-        return "seq = ? AND queue = ? AND receipt = ?", (seq, queue, receipt)
-
     def delete(self, queue: str, receipt: str) -> bool:
         """Delete the message whose latest receipt is ``receipt``."""
         check_queue_name(queue)
-        where, params = self._holding(queue, receipt)
+        where, params = holding(queue, receipt, "?")
         cursor = self._store._conn().execute(f"DELETE FROM {self._t} WHERE {where}", params)
         return cursor.rowcount == 1
 
@@ -159,7 +152,7 @@ class SQLiteQueue:
         """Hide the in-flight message holding ``receipt`` until ``now + timeout``."""
         check_receive(queue, 1, timeout)
         check_now(now)
-        where, params = self._holding(queue, receipt)
+        where, params = holding(queue, receipt, "?")
         cursor = self._store._conn().execute(
             f"UPDATE {self._t} SET visible_at = ? WHERE {where} AND visible_at > ?",
             (now + timeout, *params, now),
@@ -171,7 +164,7 @@ class SQLiteQueue:
         check_queue_name(queue)
         check_now(now)
         with self._store._write() as conn:
-            where, params = self._holding(queue, receipt)
+            where, params = holding(queue, receipt, "?")
             row: Row | None = conn.execute(
                 f"SELECT {COLUMNS} FROM {self._t} WHERE {where}", params
             ).fetchone()
